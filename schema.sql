@@ -1,0 +1,27 @@
+-- SecureAPI schema. Idempotent and never destroys data: `flask --app app init-db`
+-- applies it to a new or an existing database.
+
+CREATE TABLE IF NOT EXISTS users (
+    id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    -- A case-insensitive collation makes the UNIQUE key refuse "Alice" after "alice".
+    username VARCHAR(64) COLLATE utf8mb4_unicode_ci NOT NULL,
+    password CHAR(60) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    twofa_secret VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    -- SHA-256 hex digest of the only token that is currently valid; never the token.
+    last_token CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    -- Last accepted TOTP time step (RFC 6238 section 5.2: never accept it twice).
+    last_otp_step BIGINT NULL,
+    twofa_confirmed_at DATETIME NULL,
+    created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE KEY users_username (username)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS products (
+    id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    description MEDIUMTEXT NULL,
+    price DECIMAL(10, 2) NOT NULL,
+    quantity INT UNSIGNED NOT NULL,
+    created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

@@ -1,0 +1,129 @@
+"""Fixtures: a real MariaDB database created for the test run and dropped after it."""
+
+import time
+import uuid
+
+import MySQLdb
+import pyotp
+import pytest
+
+from app import create_app, init_db
+from config import Config
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
+PASSWORD = "correct horse battery staple"
+
+
+def server_settings():
+    return {
+        key: getattr(Config, key)
+        for key in (
+            "MYSQL_HOST",
+            "MYSQL_PORT",
+            "MYSQL_USER",
+            "MYSQL_PASSWORD",
+            "MYSQL_CONNECT_TIMEOUT",
+        )
+    }
+
+
+def connect(database=None):
+    settings = server_settings()
+    kwargs = {"db": database} if database else {}
+    return MySQLdb.connect(
+        host=settings["MYSQL_HOST"],
+        port=settings["MYSQL_PORT"],
+        user=settings["MYSQL_USER"],
+        password=settings["MYSQL_PASSWORD"],
+        charset="utf8mb4",
+        autocommit=True,
+        cursorclass=MySQLdb.cursors.DictCursor,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def database():
+    name = f"secure_api_test_{uuid.uuid4().hex[:12]}"
+    init_db(server_settings() | {"MYSQL_DB": name})
+    yield name
+    connection = connect()
+    connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    connection.close()
+
+
+@pytest.fixture
+def db(database):
+    """A direct connection for checking side effects in the database itself."""
+    connection = connect(database)
+    yield connection
+    cursor = connection.cursor()
+    for table in ("users", "products"):
+        cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names)
+    connection.close()
+
+
+def sql(db, statement, args=()):
+    cursor = db.cursor()
+    cursor.execute(statement, args)
+    return cursor.fetchall()
+
+
+@pytest.fixture
+def app(database, db, tmp_path):
+    return create_app(
+        {
+            "TESTING": True,
+            "MYSQL_DB": database,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "BCRYPT_ROUNDS": 4,  # fast tests; production default stays 12
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self.client = client
+        self.secrets = {}
+
+    def register(self, username="alice", password=PASSWORD):
+        response = self.client.post("/register", json={"username": username, "password": password})
+        assert response.status_code == 201, response.json
+        self.secrets[username] = response.json["secret"]
+        return response.json
+
+    def code(self, username="alice", offset=0):
+        """The TOTP code an authenticator shows, `offset` steps from now."""
+        return pyotp.TOTP(self.secrets[username]).at(time.time() + 30 * offset)
+
+    def login(self, username="alice", password=PASSWORD, otp=None, offset=0):
+        otp = self.code(username, offset) if otp is None else otp
+        return self.client.post(
+            "/login", json={"username": username, "password": password, "otp": otp}
+        )
+
+    def token(self, username="alice"):
+        """Register, log in and return a working token."""
+        if username not in self.secrets:
+            self.register(username)
+        response = self.login(username)
+        assert response.status_code == 200, response.json
+        return response.json["token"]
+
+    def headers(self, username="alice"):
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)

@@ -1,0 +1,98 @@
+import os
+import stat
+
+import pytest
+
+from app import create_app, load_secret_key
+from tests.conftest import TEST_SECRET_KEY, sql
+
+
+def test_unknown_route_is_json_404(client):
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+    assert response.json == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "message": "The requested URL was not found.",
+    }
+
+
+def test_wrong_method_is_json_405_with_allow(client):
+    response = client.delete("/register")
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_oversized_body_is_json_413(client, db):
+    body = b'{"username": "alice", "password": "' + b"x" * (1024 * 1024) + b'"}'
+    response = client.post("/register", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 0
+
+
+def test_every_response_has_security_headers(client, auth):
+    for response in (client.get("/nope"), client.get("/products", headers=auth.headers())):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_unexpected_error_is_generic_500(app, client):
+    def explode():
+        raise RuntimeError("SELECT secret FROM users -- internal detail")
+
+    app.add_url_rule("/explode", view_func=explode)
+    response = client.get("/explode")
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    text = response.get_data(as_text=True)
+    assert "SELECT" not in text and "RuntimeError" not in text
+    assert response.headers["X-Request-ID"] in response.json["message"]
+
+
+def test_database_down_is_503_with_retry_after(database):
+    app = create_app(
+        {
+            "MYSQL_DB": database,
+            "MYSQL_HOST": "127.0.0.1",
+            "MYSQL_PORT": 1,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "BCRYPT_ROUNDS": 4,
+        }
+    )
+    response = app.test_client().post(
+        "/register", json={"username": "alice", "password": "correct horse battery"}
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "2003" not in response.get_data(as_text=True)
+
+
+def test_short_secret_key_refuses_to_start(database):
+    with pytest.raises(RuntimeError, match="at least 32 bytes"):
+        create_app({"MYSQL_DB": database, "SECRET_KEY": "too-short"})
+
+
+def test_generated_secret_key_is_private_and_persistent(tmp_path):
+    instance = tmp_path / "instance"
+    key = load_secret_key(str(instance))
+    assert len(key) >= 32
+    assert stat.S_IMODE(os.stat(instance / "secret_key").st_mode) == 0o600
+    assert load_secret_key(str(instance)) == key
+    assert os.listdir(instance) == ["secret_key"]  # no temporary file left behind
+
+
+def test_init_db_is_idempotent_and_keeps_data(runner, auth, db):
+    auth.register("alice")
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert "is ready" in result.output
+    assert sql(db, "SELECT username FROM users")[0]["username"] == "alice"
+
+
+def test_debug_is_off_by_default(app):
+    assert app.debug is False

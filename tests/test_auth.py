@@ -1,0 +1,370 @@
+import base64
+import hashlib
+import io
+import threading
+import time
+
+import jwt
+import pyotp
+import pytest
+import zxingcpp
+from PIL import Image
+
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, sql
+
+# --- /register ----------------------------------------------------------------------------
+
+
+def test_register_returns_enrolment_and_stores_hash(client, db):
+    response = client.post("/register", json={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 201
+    body = response.json
+    assert body["message"] == "User registered successfully"
+    assert len(body["secret"]) == 32
+    base64.b32decode(body["secret"])  # valid base32, 160 bits
+    assert body["otpauth_uri"] == (
+        f"otpauth://totp/SecureAPI:alice?secret={body['secret']}&issuer=SecureAPI"
+    )
+    assert body["qrcode_url"] == "http://localhost/qrcode/alice"
+    assert response.headers["Cache-Control"] == "no-store"
+
+    (user,) = sql(db, "SELECT password, last_token FROM users WHERE username = 'alice'")
+    assert user["password"].startswith("$2b$04$")  # bcrypt with the configured cost
+    assert PASSWORD not in user["password"]
+    assert user["last_token"] is None
+
+
+def test_register_secrets_are_unique(auth):
+    assert auth.register("alice")["secret"] != auth.register("bob")["secret"]
+
+
+@pytest.mark.parametrize("taken", ["alice", "Alice", "ALICE"])
+def test_register_duplicate_username_is_409(client, auth, db, taken):
+    auth.register("alice")
+    response = client.post("/register", json={"username": taken, "password": PASSWORD})
+    assert response.status_code == 409
+    assert "taken" in response.json["message"]
+    assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "'username' is required"),
+        ({"password": PASSWORD}, "'username' is required"),
+        ({"username": None, "password": PASSWORD}, "'username' is required"),
+        ({"username": "alice"}, "'password' is required"),
+        ({"username": 5, "password": PASSWORD}, "'username' must be a string"),
+        ({"username": "alice", "password": 12345678}, "'password' must be a string"),
+        ({"username": ["alice"], "password": PASSWORD}, "'username' must be a string"),
+        ({"username": "al", "password": PASSWORD}, "3-64 characters"),
+        ({"username": "a" * 65, "password": PASSWORD}, "3-64 characters"),
+        ({"username": "al ice", "password": PASSWORD}, "3-64 characters"),
+        ({"username": "alice'--", "password": PASSWORD}, "3-64 characters"),
+        ({"username": "ålice", "password": PASSWORD}, "3-64 characters"),
+        ({"username": "alice", "password": "short1!"}, "at least 8 characters"),
+        ({"username": "alice", "password": "é" * 37}, "at most 72 bytes"),
+        ({"username": "alice", "password": "password"}, "too common"),
+        ({"username": "alice", "password": "12345678"}, "too common"),
+        ({"username": "alice", "password": "password1"}, "too common"),
+        ({"username": "alice", "password": "QwertyUIOP"}, "too common"),
+        ({"username": "alice", "password": "sunshine"}, "too common"),
+        ({"username": "alice", "password": "pass\ud800word1"}, "valid Unicode"),
+        ({"username": "alice", "password": PASSWORD, "admin": True}, "Unknown field(s): admin"),
+    ],
+)
+def test_register_validation(client, db, body, message):
+    response = client.post("/register", json=body)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert message in response.json["message"]
+    assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 0
+
+
+@pytest.mark.parametrize(
+    "data", ["not json", "[1, 2]", '"alice"', "null", "{", "\xff\xfe".encode("latin-1")]
+)
+def test_register_malformed_json_is_400(client, data):
+    response = client.post("/register", data=data, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["message"] == "The request body must be a JSON object."
+
+
+def test_register_form_body_is_415(client):
+    response = client.post("/register", data={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 415
+    assert "application/json" in response.json["message"]
+
+
+def test_register_accepts_72_byte_password_and_it_logs_in(auth):
+    password = "é" * 36  # 72 bytes in UTF-8
+    auth.register("alice", password)
+    assert auth.login("alice", password).status_code == 200
+
+
+# --- /qrcode/<username> -------------------------------------------------------------------
+
+
+def basic(username, password):
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_qrcode_decodes_to_otpauth_uri(client, auth):
+    enrolment = auth.register("alice")
+    response = client.get("/qrcode/alice", headers=basic("alice", PASSWORD))
+    assert response.status_code == 200
+    assert response.mimetype == "image/png"
+    assert response.headers["Cache-Control"] == "no-store"
+    (result,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(response.data)))
+    assert result.format == zxingcpp.BarcodeFormat.QRCode
+    assert result.text == enrolment["otpauth_uri"]
+    assert pyotp.parse_uri(result.text).secret == enrolment["secret"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic("alice", "wrong password!"),
+        basic("bob", PASSWORD),  # another user's valid credentials
+        basic("nobody", PASSWORD),
+        {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Bearer something"},
+    ],
+)
+def test_qrcode_refuses_without_that_users_credentials(client, auth, headers):
+    auth.register("alice")
+    auth.register("bob")
+    response = client.get("/qrcode/alice", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+    assert "secret" not in response.get_data(as_text=True)
+
+
+def test_qrcode_unknown_user_looks_like_wrong_password(client, auth):
+    auth.register("alice")
+    unknown = client.get("/qrcode/nobody", headers=basic("nobody", PASSWORD))
+    wrong = client.get("/qrcode/alice", headers=basic("alice", "wrong password!"))
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json == wrong.json
+
+
+def test_qrcode_gone_after_first_login(client, auth):
+    auth.register("alice")
+    assert auth.login("alice").status_code == 200
+    response = client.get("/qrcode/alice", headers=basic("alice", PASSWORD))
+    assert response.status_code == 403
+    assert "already confirmed" in response.json["message"]
+
+
+# --- /login -------------------------------------------------------------------------------
+
+
+def test_login_returns_bearer_token_and_stores_only_its_digest(auth, db):
+    auth.register("alice")
+    response = auth.login("alice")
+    assert response.status_code == 200
+    body = response.json
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 600
+    assert response.headers["Cache-Control"] == "no-store"
+
+    claims = jwt.decode(body["token"], TEST_SECRET_KEY, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 600
+    (user,) = sql(db, "SELECT id, last_token, twofa_confirmed_at FROM users")
+    assert claims["sub"] == str(user["id"])
+    assert user["last_token"] == hashlib.sha256(body["token"].encode()).hexdigest()
+    assert body["token"] not in str(user)
+    assert user["twofa_confirmed_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "otp"),
+    [
+        ("alice", "wrong password!", None),
+        ("alice", PASSWORD, "000000"),
+        ("nobody", PASSWORD, "123456"),
+        ("ALICE", "wrong password!", None),
+        ("alice", PASSWORD, "12345"),
+        ("alice", PASSWORD, "abcdef"),
+        ("alice", "x" * 100, None),
+        ("a", PASSWORD, "123456"),
+    ],
+)
+def test_login_failures_look_the_same(auth, username, password, otp):
+    auth.register("alice")
+    if otp is None:
+        otp = auth.code("alice")
+    response = auth.login(username, password, otp)
+    assert response.status_code == 401
+    assert response.json["message"] == "Invalid username, password or one-time code."
+
+
+def test_login_is_case_insensitive_on_username(auth):
+    auth.register("Alice")
+    auth.secrets["alice"] = auth.secrets["Alice"]
+    assert auth.login("alice").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "alice", "password": PASSWORD},
+        {"username": "alice", "otp": "123456"},
+        {"username": "alice", "password": PASSWORD, "otp": 123456},
+        {"username": "alice", "password": PASSWORD, "otp": "123456", "extra": 1},
+    ],
+)
+def test_login_malformed_body_is_400(client, body):
+    assert client.post("/login", json=body).status_code == 400
+
+
+def test_login_code_is_refused_the_second_time(auth):
+    auth.register("alice")
+    code = auth.code("alice")
+    assert auth.login("alice", otp=code).status_code == 200
+    assert auth.login("alice", otp=code).status_code == 401
+
+
+def test_login_refuses_older_step_after_newer_one(auth):
+    auth.register("alice")
+    assert auth.login("alice", offset=1).status_code == 200
+    assert auth.login("alice", offset=0).status_code == 401
+    assert auth.login("alice", offset=-1).status_code == 401
+
+
+def test_login_accepts_one_step_either_side_only(auth):
+    auth.register("alice")
+    assert auth.login("alice", offset=-2).status_code == 401
+    assert auth.login("alice", offset=2).status_code == 401
+    assert auth.login("alice", offset=-1).status_code == 200
+    assert auth.login("alice", offset=1).status_code == 200
+
+
+def test_racing_logins_with_one_code_get_one_token(app, auth):
+    auth.register("alice")
+    code = auth.code("alice")
+    body = {"username": "alice", "password": PASSWORD, "otp": code}
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def attempt():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post("/login", json=body).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [401] * 7
+
+
+# --- Bearer tokens ------------------------------------------------------------------------
+
+
+def forge(claims, key=TEST_SECRET_KEY, algorithm="HS256", **kwargs):
+    return jwt.encode(claims, key, algorithm=algorithm, **kwargs)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_token_opens_product_routes(client, auth):
+    assert client.get("/products", headers=auth.headers()).status_code == 200
+
+
+def test_missing_token_is_401_with_challenge(client):
+    response = client.get("/products")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="SecureAPI"'
+    assert response.mimetype == "application/problem+json"
+
+
+def test_token_in_query_string_is_not_accepted(client, auth):
+    token = auth.token()
+    response = client.get(f"/products?access_token={token}&token={token}")
+    assert response.status_code == 401
+
+
+def invalid_token_cases(user_id):
+    now = int(time.time())
+    good = {"sub": user_id, "iat": now, "exp": now + 600}
+    return [
+        "",
+        "garbage",
+        "a.b.c",
+        "Bearer",
+        forge(good, key="another-secret-key-that-is-long-enough-too"),
+        forge(good | {"exp": now - 1, "iat": now - 700}),
+        forge({"sub": user_id, "iat": now}),
+        forge({"sub": user_id, "exp": now + 600}),
+        forge({"iat": now, "exp": now + 600}),
+        forge(good | {"sub": "999999"}),
+        forge(good | {"sub": "1 OR 1=1"}),
+        forge(good | {"sub": "-1"}),
+        forge(good | {"iat": now + 3600}),
+        jwt.encode(good, None, algorithm="none"),
+        forge(good, key=TEST_SECRET_KEY + "x" * 30, algorithm="HS512"),
+        forge(good).rsplit(".", 1)[0] + ".",
+        "é" * 50,
+        "x" * 10_000,
+    ]
+
+
+def test_invalid_tokens_are_401_invalid_token(client, auth, db):
+    token = auth.token()  # alice exists and is logged in
+    (user,) = sql(db, "SELECT id FROM users")
+    for case in invalid_token_cases(str(user["id"])):
+        response = client.get("/products", headers=bearer(case))
+        assert response.status_code == 401, case
+        assert response.headers["WWW-Authenticate"].endswith('error="invalid_token"'), case
+    assert client.get("/products", headers=bearer(token)).status_code == 200
+
+
+def test_token_signed_with_key_but_not_issued_by_login_is_refused(client, auth, db):
+    """Even a correctly signed token is useless unless it is the user's current one."""
+    auth.token()
+    (user,) = sql(db, "SELECT id FROM users")
+    now = int(time.time())
+    token = forge({"sub": str(user["id"]), "iat": now, "exp": now + 600})
+    assert client.get("/products", headers=bearer(token)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic abc", "Bearer a b", "Token abc", "bearer", "Bearer  x", "\x00", "Bearer \u0100"],
+)
+def test_odd_authorization_headers_are_401(client, header):
+    response = client.get("/products", headers={"Authorization": header})
+    assert response.status_code == 401
+
+
+def test_new_login_revokes_previous_token(client, auth):
+    auth.register("alice")
+    first = auth.login("alice", offset=0).json["token"]
+    second = auth.login("alice", offset=1).json["token"]
+    assert client.get("/products", headers=bearer(first)).status_code == 401
+    assert client.get("/products", headers=bearer(second)).status_code == 200
+
+
+def test_logout_revokes_token(client, auth, db):
+    headers = auth.headers()
+    response = client.post("/logout", headers=headers)
+    assert response.status_code == 200
+    assert response.json == {"message": "Logged out"}
+    assert sql(db, "SELECT last_token FROM users")[0]["last_token"] is None
+    response = client.get("/products", headers=headers)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert client.post("/logout", headers=headers).status_code == 401
+
+
+def test_tokens_are_per_user(client, auth):
+    alice = auth.headers("alice")
+    bob = auth.headers("bob")
+    client.post("/logout", headers=alice)
+    assert client.get("/products", headers=bob).status_code == 200

@@ -1,0 +1,274 @@
+import re
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import sql
+
+LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}
+
+
+@pytest.fixture
+def headers(auth):
+    return auth.headers()
+
+
+def create(client, headers, product=LAPTOP, path="/products"):
+    response = client.post(path, json=product, headers=headers)
+    assert response.status_code == 201, response.json
+    return response.json["id"]
+
+
+@pytest.mark.parametrize("path", ["/product", "/products"])
+def test_create_product(client, headers, db, path):
+    response = client.post(path, json=LAPTOP, headers=headers)
+    assert response.status_code == 201
+    body = response.json
+    assert body["message"] == "Product created successfully"
+    assert body["product"] == LAPTOP | {"id": body["id"]}
+    assert response.headers["Location"] == f"/products/{body['id']}"
+    (row,) = sql(db, "SELECT * FROM products")
+    assert row["id"] == body["id"]
+    assert row["price"] == Decimal("1500.99")
+    assert (row["name"], row["description"], row["quantity"]) == ("Laptop", "14-inch", 3)
+
+
+def test_create_without_description_stores_null(client, headers):
+    product = {"name": "Pen", "price": 2, "quantity": 0}
+    response = client.post("/products", json=product, headers=headers)
+    assert response.json["product"] == product | {"description": None, "id": response.json["id"]}
+
+
+def test_get_product_returns_numbers(client, headers):
+    product_id = create(client, headers)
+    response = client.get(f"/products/{product_id}", headers=headers)
+    assert response.status_code == 200
+    assert response.json == LAPTOP | {"id": product_id}
+    assert re.search(rb'"price":\s*1500\.99[,}]', response.data)  # a number, not "1500.99"
+
+
+@pytest.mark.parametrize("product_id", ["0", "999999", "99999999999999999999999"])
+def test_missing_product_is_404_everywhere(client, headers, product_id):
+    url = f"/products/{product_id}"
+    assert client.get(url, headers=headers).status_code == 404
+    assert client.put(url, json=LAPTOP, headers=headers).status_code == 404
+    assert client.patch(url, json={"quantity": 1}, headers=headers).status_code == 404
+    response = client.delete(url, headers=headers)
+    assert response.status_code == 404
+    assert response.json["message"] == "No product has that id."
+
+
+def test_non_numeric_product_id_is_404(client, headers):
+    assert client.get("/products/abc", headers=headers).status_code == 404
+    assert client.get("/products/-1", headers=headers).status_code == 404
+
+
+def test_put_replaces_whole_product(client, headers):
+    product_id = create(client, headers)
+    new = {"name": "Desk", "price": 99.5, "quantity": 1}
+    response = client.put(f"/products/{product_id}", json=new, headers=headers)
+    assert response.status_code == 200
+    assert response.json == {
+        "message": "Product updated",
+        "product": new | {"id": product_id, "description": None},
+    }
+    assert client.get(f"/products/{product_id}", headers=headers).json["description"] is None
+
+
+def test_put_with_unchanged_values_is_200(client, headers):
+    product_id = create(client, headers)
+    response = client.put(f"/products/{product_id}", json=LAPTOP, headers=headers)
+    assert response.status_code == 200
+
+
+def test_put_requires_every_required_field(client, headers, db):
+    product_id = create(client, headers)
+    response = client.put(f"/products/{product_id}", json={"name": "X"}, headers=headers)
+    assert response.status_code == 400
+    assert sql(db, "SELECT name FROM products")[0]["name"] == "Laptop"
+
+
+def test_patch_changes_only_given_fields(client, headers):
+    product_id = create(client, headers)
+    response = client.patch(f"/products/{product_id}", json={"quantity": 7}, headers=headers)
+    assert response.status_code == 200
+    assert response.json["product"] == LAPTOP | {"id": product_id, "quantity": 7}
+    response = client.patch(f"/products/{product_id}", json={"description": None}, headers=headers)
+    assert response.json["product"]["description"] is None
+
+
+def test_patch_with_empty_object_is_400(client, headers):
+    product_id = create(client, headers)
+    response = client.patch(f"/products/{product_id}", json={}, headers=headers)
+    assert response.status_code == 400
+
+
+def test_delete_product(client, headers, db):
+    product_id = create(client, headers)
+    response = client.delete(f"/products/{product_id}", headers=headers)
+    assert response.status_code == 200
+    assert response.json == {"message": "Product deleted"}
+    assert sql(db, "SELECT COUNT(*) AS n FROM products")[0]["n"] == 0
+    assert client.delete(f"/products/{product_id}", headers=headers).status_code == 404
+
+
+def test_products_are_shared_between_users(client, auth):
+    alice = auth.headers("alice")
+    bob = auth.headers("bob")
+    product_id = create(client, alice)
+    assert client.get(f"/products/{product_id}", headers=bob).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": None}, "'name' is required"),
+        ({"name": ""}, "'name' must not be blank"),
+        ({"name": "   "}, "'name' must not be blank"),
+        ({"name": "x" * 256}, "at most 255 characters"),
+        ({"name": 5}, "'name' must be a string"),
+        ({"name": "bad \udc80 text"}, "valid Unicode"),
+        ({"description": 5}, "'description' must be a string"),
+        ({"description": "x" * 65_536}, "at most 65,535 characters"),
+        ({"price": None}, "'price' is required"),
+        ({"price": "1500.99"}, "'price' must be a number"),
+        ({"price": True}, "'price' must be a number"),
+        ({"price": [1]}, "'price' must be a number"),
+        ({"price": -0.01}, "between 0 and 99999999.99"),
+        ({"price": 100_000_000}, "between 0 and 99999999.99"),
+        ({"price": 1e300}, "between 0 and 99999999.99"),
+        ({"price": 1.999}, "at most 2 decimal places"),
+        ({"price": 0.1 + 0.2}, "at most 2 decimal places"),
+        ({"quantity": None}, "'quantity' is required"),
+        ({"quantity": 1.0}, "'quantity' must be an integer"),
+        ({"quantity": "3"}, "'quantity' must be an integer"),
+        ({"quantity": False}, "'quantity' must be an integer"),
+        ({"quantity": -1}, "between 0 and 2147483647"),
+        ({"quantity": 2_147_483_648}, "between 0 and 2147483647"),
+        ({"quantity": 10**30}, "between 0 and 2147483647"),
+        ({"id": 5}, "Unknown field(s): id"),
+        ({"owner": "bob"}, "Unknown field(s): owner"),
+    ],
+)
+def test_product_validation(client, headers, db, change, message):
+    product_id = create(client, headers)
+    bad = LAPTOP | change
+    for method, url in [
+        ("POST", "/products"),
+        ("POST", "/product"),
+        ("PUT", f"/products/{product_id}"),
+        ("PATCH", f"/products/{product_id}"),
+    ]:
+        response = client.open(url, method=method, json=bad, headers=headers)
+        assert response.status_code == 400, (url, response.json)
+        if method != "PATCH":  # PATCH may leave fields out, so null is a type error there
+            assert message in response.json["message"]
+    assert sql(db, "SELECT COUNT(*) AS n FROM products")[0]["n"] == 1
+    assert client.get(f"/products/{product_id}", headers=headers).json == LAPTOP | {
+        "id": product_id
+    }
+
+
+@pytest.mark.parametrize("data", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_price_is_400(client, headers, data):
+    body = f'{{"name": "x", "price": {data}, "quantity": 1}}'
+    response = client.post("/products", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "product",
+    [
+        {"name": "x" * 255, "price": 0, "quantity": 0},
+        {"name": "Max", "price": 99_999_999.99, "quantity": 2_147_483_647},
+        {"name": "Emoji 🚀", "description": "ü" * 65_535, "price": 0.5, "quantity": 1},
+        {"name": "Quote ' \" ; DROP TABLE products; --", "price": 1.1, "quantity": 1},
+    ],
+)
+def test_boundary_values_round_trip(client, headers, product):
+    product_id = create(client, headers, product)
+    stored = client.get(f"/products/{product_id}", headers=headers).json
+    assert stored == {"description": None} | product | {"id": product_id}
+
+
+# --- Pagination ---------------------------------------------------------------------------
+
+
+def next_link(response):
+    link = response.headers.get("Link")
+    if link is None:
+        return None
+    match = re.fullmatch(r'<http://localhost(/products\?[^>]+)>; rel="next"', link)
+    assert match, link
+    return match.group(1)
+
+
+def test_pagination_covers_every_row_exactly_once(client, headers, db):
+    cursor = db.cursor()
+    cursor.executemany(
+        "INSERT INTO products (name, price, quantity) VALUES (%s, %s, %s)",
+        [(f"item {n}", n, n) for n in range(250)],
+    )
+    # Gaps in the ids must not matter.
+    cursor.execute("DELETE FROM products WHERE quantity % 7 = 0")
+    expected = [row["id"] for row in sql(db, "SELECT id FROM products ORDER BY id")]
+
+    seen, url, pages = [], "/products?limit=30", 0
+    while url:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200
+        assert len(response.json) <= 30
+        seen += [product["id"] for product in response.json]
+        url, pages = next_link(response), pages + 1
+    assert seen == expected
+    assert pages == -(-len(expected) // 30)
+
+
+def test_pagination_exact_multiple_has_no_empty_last_page(client, headers):
+    for _ in range(4):
+        create(client, headers)
+    first = client.get("/products?limit=2", headers=headers)
+    second = client.get(next_link(first), headers=headers)
+    assert len(second.json) == 2
+    assert next_link(second) is None
+
+
+def test_default_limit_is_100(client, headers, db):
+    db.cursor().executemany(
+        "INSERT INTO products (name, price, quantity) VALUES (%s, %s, %s)",
+        [(f"item {n}", n, n) for n in range(101)],
+    )
+    response = client.get("/products", headers=headers)
+    assert len(response.json) == 100
+    assert "limit=100" in response.headers["Link"]
+
+
+def test_empty_inventory_is_empty_list(client, headers):
+    response = client.get("/products", headers=headers)
+    assert response.json == []
+    assert "Link" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=abc",
+        "limit=",
+        "limit=1.5",
+        "after=abc",
+        "after=-1",
+        "after=99999999999",
+    ],
+)
+def test_bad_pagination_parameters_are_400(client, headers, query):
+    response = client.get(f"/products?{query}", headers=headers)
+    assert response.status_code == 400
+    assert re.search(r"'(limit|after)'", response.json["message"])
+
+
+@pytest.mark.parametrize("limit", ["1", "1000"])
+def test_limit_bounds_are_accepted(client, headers, limit):
+    assert client.get(f"/products?limit={limit}", headers=headers).status_code == 200
