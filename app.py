@@ -4,13 +4,16 @@ import functools
 import hashlib
 import hmac
 import io
+import json
 import logging
 import math
 import os
 import re
 import secrets
 import time
+import sys
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import bcrypt
@@ -19,6 +22,7 @@ import jwt
 import MySQLdb
 import pyotp
 import qrcode
+from cryptography.fernet import Fernet, MultiFernet
 from flask import (
     Blueprint,
     Flask,
@@ -31,15 +35,20 @@ from flask import (
     url_for,
 )
 from flask.cli import with_appcontext
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_mysqldb import MySQL
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from config import Config
 
 mysql = MySQL()
+limiter = Limiter(get_remote_address)
 api = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("secureapi.audit")
 
 # 30,000 most common passwords (zxcvbn's list), compared without regard to case.
 COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
@@ -47,6 +56,10 @@ USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{3,64}")
 MAX_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 2_147_483_647
 TOTP_STEP_SECONDS = 30
+PLAIN_TOTP_SECRET = re.compile(r"[A-Z2-7]{16,64}")  # v1 stored base32 unencrypted
+RECOVERY_CODE_COUNT = 10
+RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # 32 symbols, no 0/o or 1/l
+LOGIN_FAILED = "Invalid username, password or one-time code."
 BEARER_REALM = 'Bearer realm="SecureAPI"'
 BASIC_REALM = 'Basic realm="SecureAPI", charset="UTF-8"'
 
@@ -57,19 +70,30 @@ BASIC_REALM = 'Basic realm="SecureAPI", charset="UTF-8"'
 def create_app(test_config=None):
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(Config)
+    app.config["CLOCK"] = time.time
     if test_config:
         app.config.update(test_config)
 
     if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = load_secret_key(app.instance_path)
+        app.config["SECRET_KEY"] = load_instance_secret(app.instance_path, "secret_key")
     if len(app.config["SECRET_KEY"].encode()) < 32:
         raise RuntimeError("SECRET_KEY must be at least 32 bytes long")
+    app.extensions["totp_fernet"] = totp_fernet(app)
     # bcrypt for unknown users too, against this hash, so timing does not tell them apart.
     app.config["DUMMY_PASSWORD_HASH"] = bcrypt.hashpw(
         secrets.token_bytes(16), bcrypt.gensalt(app.config["BCRYPT_ROUNDS"])
-    )
+    ).decode("ascii")
+    if app.config["PROXY_FIX_X_FOR"]:
+        # Trust X-Forwarded-For only as far as the operator says proxies add to it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
+    if not audit_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit_log.addHandler(handler)
+        audit_log.setLevel(logging.INFO)
 
     mysql.init_app(app)
+    limiter.init_app(app)
     app.register_blueprint(api)
     app.cli.add_command(init_db_command)
     app.register_error_handler(HTTPException, handle_http_error)
@@ -81,14 +105,14 @@ def create_app(test_config=None):
     return app
 
 
-def load_secret_key(instance_path):
-    """Return the key kept in instance/secret_key, creating it on first use."""
-    path = os.path.join(instance_path, "secret_key")
+def load_instance_secret(instance_path, name, generate=lambda: secrets.token_urlsafe(48)):
+    """Return the key kept in instance/<name>, creating it on first use."""
+    path = os.path.join(instance_path, name)
     if not os.path.exists(path):
         os.makedirs(instance_path, exist_ok=True)
         temporary = f"{path}.{os.getpid()}"
         with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            f.write(secrets.token_urlsafe(48))
+            f.write(generate())
         # link() is atomic and never overwrites: concurrent workers all end up with one key.
         try:
             os.link(temporary, path)
@@ -98,6 +122,24 @@ def load_secret_key(instance_path):
             os.unlink(temporary)
     with open(path) as f:
         return f.read().strip()
+
+
+def totp_fernet(app):
+    """TOTP secrets are encrypted at rest with their own key(s), never the JWT key.
+    TOTP_ENCRYPTION_KEY lists Fernet keys, newest first: the first encrypts, all decrypt."""
+    keys = app.config["TOTP_ENCRYPTION_KEY"] or load_instance_secret(
+        app.instance_path, "totp_encryption_key", lambda: Fernet.generate_key().decode()
+    )
+    keys = [key.strip() for key in keys.split(",") if key.strip()]
+    if app.config["SECRET_KEY"] in keys:
+        raise RuntimeError("TOTP_ENCRYPTION_KEY must not be the SECRET_KEY")
+    try:
+        return MultiFernet([Fernet(key) for key in keys])
+    except ValueError:
+        raise RuntimeError(
+            "TOTP_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64-encoded bytes),"
+            " separated by commas"
+        ) from None
 
 
 # --- Database --------------------------------------------------------------------------
@@ -209,6 +251,7 @@ HTTP_ERROR_MESSAGES = {
     405: "The method is not allowed for the requested URL.",
     413: "The request body is larger than 1 MiB.",
     415: "The request body must be JSON (Content-Type: application/json).",
+    429: "Too many requests from this client; try again later.",
 }
 
 
@@ -379,7 +422,7 @@ def validate_cursor(value):
     return int(value)
 
 
-# --- Passwords, one-time codes and tokens -------------------------------------------------
+# --- Passwords, one-time codes, recovery codes and tokens ----------------------------------
 
 
 def check_password(password, password_hash):
@@ -390,22 +433,42 @@ def check_password(password, password_hash):
     return fits and matches
 
 
+def hash_password(password):
+    rounds = current_app.config["BCRYPT_ROUNDS"]
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
+
+
 def find_user(username):
+    if not USERNAME_PATTERN.fullmatch(username):
+        return None
     rows = query(
-        "SELECT id, username, password, twofa_secret, last_token, last_otp_step,"
-        " twofa_confirmed_at FROM users WHERE username = %s",
+        "SELECT id, username, password, twofa_secret, last_otp_step, twofa_confirmed_at"
+        " FROM users WHERE username = %s",
         (username,),
     )
     return rows[0] if rows else None
 
 
-def authenticate(username, password):
-    """The user with these credentials, or None. One bcrypt whether the user exists or not."""
-    user = find_user(username) if USERNAME_PATTERN.fullmatch(username) else None
-    password_hash = user["password"] if user else current_app.config["DUMMY_PASSWORD_HASH"].decode()
-    if check_password(password, password_hash) and user:
-        return user
-    return None
+def password_matches(user, password):
+    """One bcrypt whether the user exists or not, so timing does not tell them apart."""
+    password_hash = user["password"] if user else current_app.config["DUMMY_PASSWORD_HASH"]
+    return check_password(password, password_hash) and user is not None
+
+
+def now():
+    """Unix time; tests move it through the CLOCK setting instead of sleeping."""
+    return current_app.config["CLOCK"]()
+
+
+def encrypt_secret(secret):
+    return current_app.extensions["totp_fernet"].encrypt(secret.encode()).decode("ascii")
+
+
+def decrypt_secret(stored):
+    # Secrets written in plain base32 by v1 still work; login encrypts them.
+    if PLAIN_TOTP_SECRET.fullmatch(stored):
+        return stored
+    return current_app.extensions["totp_fernet"].decrypt(stored.encode()).decode("ascii")
 
 
 def matching_otp_step(secret, code):
@@ -413,11 +476,31 @@ def matching_otp_step(secret, code):
     if not re.fullmatch(r"[0-9]{6}", code):
         return None
     totp = pyotp.TOTP(secret)
-    now = int(time.time()) // TOTP_STEP_SECONDS
-    for step in (now - 1, now, now + 1):
+    current = int(now()) // TOTP_STEP_SECONDS
+    for step in (current - 1, current, current + 1):
         if hmac.compare_digest(totp.generate_otp(step), code):
             return step
     return None
+
+
+def new_recovery_codes(cursor, user_id):
+    """Replace the user's recovery codes with fresh ones (in the caller's transaction)."""
+    codes = [
+        "-".join("".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(4)) for _ in range(3))
+        for _ in range(RECOVERY_CODE_COUNT)
+    ]
+    cursor.execute("DELETE FROM recovery_codes WHERE user_id = %s", (user_id,))
+    cursor.executemany(
+        "INSERT INTO recovery_codes (user_id, code_hash) VALUES (%s, %s)",
+        [(user_id, recovery_code_digest(user_id, code)) for code in codes],
+    )
+    return codes
+
+
+def recovery_code_digest(user_id, code):
+    # 60 random bits per code: too many to brute-force from a dump; salted by user id.
+    normalized = re.sub(r"[\s-]", "", code).lower()
+    return hashlib.sha256(f"{user_id}:{normalized}".encode()).hexdigest()
 
 
 def token_digest(token):
@@ -425,17 +508,18 @@ def token_digest(token):
 
 
 def issue_token(user_id):
-    now = int(time.time())
+    issued_at = int(time.time())
     claims = {
         "sub": str(user_id),
-        "iat": now,
-        "exp": now + current_app.config["JWT_EXPIRES_SECONDS"],
+        "iat": issued_at,
+        "exp": issued_at + current_app.config["JWT_EXPIRES_SECONDS"],
         "jti": secrets.token_urlsafe(16),
     }
     return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm="HS256")
 
 
-def invalid_token():
+def invalid_token(reason, username=None):
+    audit("token_refused", username, reason=reason)
     return error_response(
         401,
         "The access token is invalid, expired or revoked; log in again.",
@@ -450,6 +534,7 @@ def token_required(view):
     def wrapped(**kwargs):
         header = request.headers.get("Authorization")
         if not header:
+            audit("token_refused", None, reason="missing")
             return error_response(
                 401,
                 "An access token is required (Authorization: Bearer <token>).",
@@ -457,7 +542,7 @@ def token_required(view):
             )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token or " " in token:
-            return invalid_token()
+            return invalid_token("malformed")
         try:
             claims = jwt.decode(
                 token,
@@ -465,35 +550,100 @@ def token_required(view):
                 algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
                 options={"require": ["exp", "iat", "sub"]},
             )
+        except jwt.ExpiredSignatureError:
+            return invalid_token("expired")
         except jwt.InvalidTokenError:
-            return invalid_token()
+            return invalid_token("invalid")
         subject = claims["sub"]
         if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
-            return invalid_token()
-        rows = query("SELECT id, username, last_token FROM users WHERE id = %s", (subject,))
-        # Only the digest of the latest login's token is stored: logout and a new login
-        # revoke every earlier token.
+            return invalid_token("invalid")
+        rows = query(
+            "SELECT id, username, password, last_token FROM users WHERE id = %s", (subject,)
+        )
+        # Only the digest of the latest login's token is stored: logout, a new login and
+        # a 2FA reset revoke every earlier token.
         if (
             not rows
             or not rows[0]["last_token"]
             or not hmac.compare_digest(rows[0]["last_token"], token_digest(token))
         ):
-            return invalid_token()
+            return invalid_token("revoked", rows[0]["username"] if rows else None)
         g.user = rows[0]
         return view(**kwargs)
 
     return wrapped
 
 
-def basic_auth_user(username):
-    """The user named in the URL if the request carries that user's Basic credentials."""
-    auth = request.authorization
-    if not auth or auth.type != "basic" or auth.username is None or auth.password is None:
-        return None
-    user = authenticate(auth.username, auth.password)
-    if user and user["username"].lower() == username.lower():
-        return user
-    return None
+# --- Lockout and audit -----------------------------------------------------------------
+
+
+def lockout_remaining(username):
+    """Seconds until this account may try to log in again; 0 if it may now."""
+    rows = query("SELECT locked_until FROM login_failures WHERE username = %s", (username,))
+    locked_until = rows[0]["locked_until"] if rows else None
+    return math.ceil(locked_until - now()) if locked_until and locked_until > now() else 0
+
+
+def record_failure(username):
+    """Count a failed attempt; return the lockout it starts in seconds (0 if none)."""
+    config = current_app.config
+    cursor = mysql.connection.cursor()
+    # The upsert locks the row until commit, so racing failures are all counted.
+    cursor.execute(
+        "INSERT INTO login_failures (username, failures) VALUES (%s, 1)"
+        " ON DUPLICATE KEY UPDATE failures = failures + 1",
+        (username,),
+    )
+    cursor.execute("SELECT failures FROM login_failures WHERE username = %s", (username,))
+    failures = cursor.fetchone()["failures"]
+    lockout = 0
+    if failures >= config["LOGIN_MAX_FAILURES"]:
+        doublings = failures - config["LOGIN_MAX_FAILURES"]
+        lockout = min(
+            config["LOGIN_LOCKOUT_SECONDS"] * 2 ** min(doublings, 32),
+            config["LOGIN_LOCKOUT_MAX_SECONDS"],
+        )
+        cursor.execute(
+            "UPDATE login_failures SET locked_until = %s WHERE username = %s",
+            (now() + lockout, username),
+        )
+    mysql.connection.commit()
+    cursor.close()
+    return lockout
+
+
+def locked_out(username, retry_after):
+    audit("login_locked", username, retry_after=retry_after)
+    return error_response(
+        429,
+        f"Too many failed attempts for this account; try again in {retry_after} seconds.",
+        {"Retry-After": str(retry_after)},
+    )
+
+
+def refuse_login(username, reason):
+    """Count the failure, log why, and answer the same 401 whatever the reason."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        audit("login_failed", None, reason=reason)
+        return error_response(401, LOGIN_FAILED)
+    lockout = record_failure(username)
+    audit("login_failed", username, reason=reason)
+    if lockout:
+        audit("lockout", username, seconds=lockout)
+    return error_response(401, LOGIN_FAILED)
+
+
+def audit(event, username, **details):
+    """One JSON line per security event. json.dumps escapes control characters, so a
+    username or header cannot forge a line. Never pass passwords, codes or tokens."""
+    record = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "event": event,
+        "username": username,
+        "client": request.remote_addr,
+        "request_id": g.get("request_id"),
+    } | details
+    audit_log.info(json.dumps(record, ensure_ascii=True))
 
 
 # --- Auth routes ---------------------------------------------------------------------------
@@ -510,28 +660,58 @@ def enrolment(username, secret):
     }
 
 
+def confirm_password(data):
+    """For 2FA changes: the token alone is not enough, the password must come too."""
+    refuse_unknown_fields(data, ("password",))
+    password = require_text(data, "password")
+    username = g.user["username"]
+    retry_after = lockout_remaining(username)
+    if retry_after:
+        return locked_out(username, retry_after)
+    if not check_password(password, g.user["password"]):
+        lockout = record_failure(username)
+        audit("password_confirmation_failed", username)
+        if lockout:
+            audit("lockout", username, seconds=lockout)
+        return error_response(403, "The password is incorrect.")
+    return None
+
+
 @api.post("/register")
+@limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
 def register():
     username, password = validate_registration(json_object())
-    password_hash = bcrypt.hashpw(
-        password.encode("utf-8"), bcrypt.gensalt(current_app.config["BCRYPT_ROUNDS"])
-    )
+    password_hash = hash_password(password)
     secret = pyotp.random_base32()  # 160 bits from the secrets module
+    cursor = mysql.connection.cursor()
     try:
-        execute(
+        cursor.execute(
             "INSERT INTO users (username, password, twofa_secret) VALUES (%s, %s, %s)",
-            (username, password_hash.decode("ascii"), secret),
+            (username, password_hash, encrypt_secret(secret)),
         )
     except MySQLdb.IntegrityError:
         return error_response(409, "That username is already taken.")
+    codes = new_recovery_codes(cursor, cursor.lastrowid)
+    mysql.connection.commit()
+    cursor.close()
+    audit("register", username)
     body = {"message": "User registered successfully"} | enrolment(username, secret)
-    return body, 201
+    return body | {"recovery_codes": codes}, 201
 
 
 @api.get("/qrcode/<username>")
+@limiter.limit(lambda: current_app.config["RATELIMIT_QRCODE"])
 def get_qrcode(username):
-    user = basic_auth_user(username)
+    auth = request.authorization
+    user = None
+    if auth and auth.type == "basic" and auth.username is not None and auth.password is not None:
+        candidate = find_user(auth.username)
+        if password_matches(candidate, auth.password) and (
+            candidate["username"].lower() == username.lower()
+        ):
+            user = candidate
     if user is None:
+        audit("qrcode_refused", None)
         return error_response(
             401,
             "Give this user's username and password (HTTP Basic) to fetch the QR code.",
@@ -542,44 +722,123 @@ def get_qrcode(username):
             403,
             "Two-factor enrolment is already confirmed; the QR code is no longer served.",
         )
-    uri = enrolment(user["username"], user["twofa_secret"])["otpauth_uri"]
+    uri = enrolment(user["username"], decrypt_secret(user["twofa_secret"]))["otpauth_uri"]
     image = io.BytesIO()
     qrcode.make(uri).save(image, format="PNG")
     image.seek(0)
+    audit("qrcode_served", user["username"])
     return send_file(image, mimetype="image/png")
 
 
-@api.post("/login")
-def login():
-    data = json_object()
-    refuse_unknown_fields(data, ("username", "password", "otp"))
+def validate_login(data):
+    refuse_unknown_fields(data, ("username", "password", "otp", "recovery_code"))
     username = require_text(data, "username")
     password = require_text(data, "password")
-    code = require_text(data, "otp")
-    user = authenticate(username, password)
-    step = matching_otp_step(user["twofa_secret"], code) if user else None
-    token = issue_token(user["id"]) if step is not None else None
-    # One atomic statement: of two requests with the same code, only one can move
-    # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token.
-    if token is None or not execute(
-        "UPDATE users SET last_otp_step = %s, last_token = %s,"
-        " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP())"
-        " WHERE id = %s AND (last_otp_step IS NULL OR last_otp_step < %s)",
-        (step, token_digest(token), user["id"], step),
-    ):
-        return error_response(401, "Invalid username, password or one-time code.")
-    return {
-        "token": token,
-        "token_type": "Bearer",
-        "expires_in": current_app.config["JWT_EXPIRES_SECONDS"],
-    }
+    if ("otp" in data) == ("recovery_code" in data):
+        raise ValidationError("Give exactly one of 'otp' and 'recovery_code'.")
+    field = "otp" if "otp" in data else "recovery_code"
+    return username, password, field, require_text(data, field)
+
+
+@api.post("/login")
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
+def login():
+    username, password, field, code = validate_login(json_object())
+    retry_after = lockout_remaining(username) if USERNAME_PATTERN.fullmatch(username) else 0
+    if retry_after:
+        return locked_out(username, retry_after)
+    user = find_user(username)
+    if not password_matches(user, password):
+        return refuse_login(username, "bad_password" if user else "unknown_user")
+
+    token = issue_token(user["id"])
+    cursor = mysql.connection.cursor()
+    body = {"token": token, "token_type": "Bearer"}
+    if field == "otp":
+        secret = decrypt_secret(user["twofa_secret"])
+        step = matching_otp_step(secret, code)
+        # One atomic statement: of two requests with the same code, only one can move
+        # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token.
+        # Rewriting the secret encrypts a v1 plain one and moves it to the newest key.
+        accepted = step is not None and cursor.execute(
+            "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
+            " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP())"
+            " WHERE id = %s AND (last_otp_step IS NULL OR last_otp_step < %s)",
+            (step, token_digest(token), encrypt_secret(secret), user["id"], step),
+        )
+        reason = "bad_otp"
+    else:
+        # Marking the code used is atomic too: a code works once, even under racing requests.
+        accepted = cursor.execute(
+            "UPDATE recovery_codes SET used_at = UTC_TIMESTAMP()"
+            " WHERE user_id = %s AND code_hash = %s AND used_at IS NULL",
+            (user["id"], recovery_code_digest(user["id"], code)),
+        )
+        if accepted:
+            cursor.execute(
+                "UPDATE users SET last_token = %s WHERE id = %s", (token_digest(token), user["id"])
+            )
+            cursor.execute(
+                "SELECT COUNT(*) AS remaining FROM recovery_codes"
+                " WHERE user_id = %s AND used_at IS NULL",
+                (user["id"],),
+            )
+            body["recovery_codes_remaining"] = cursor.fetchone()["remaining"]
+        reason = "bad_recovery_code"
+    if not accepted:
+        mysql.connection.rollback()
+        cursor.close()
+        return refuse_login(user["username"], reason)
+    cursor.execute("DELETE FROM login_failures WHERE username = %s", (user["username"],))
+    mysql.connection.commit()
+    cursor.close()
+    if field == "recovery_code":
+        audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
+    audit("login_succeeded", user["username"], method=field)
+    return body | {"expires_in": current_app.config["JWT_EXPIRES_SECONDS"]}
 
 
 @api.post("/logout")
 @token_required
 def logout():
     execute("UPDATE users SET last_token = NULL WHERE id = %s", (g.user["id"],))
+    audit("logout", g.user["username"])
     return {"message": "Logged out"}
+
+
+@api.post("/2fa/recovery-codes")
+@token_required
+def regenerate_recovery_codes():
+    refusal = confirm_password(json_object())
+    if refusal:
+        return refusal
+    cursor = mysql.connection.cursor()
+    codes = new_recovery_codes(cursor, g.user["id"])
+    mysql.connection.commit()
+    cursor.close()
+    audit("recovery_codes_regenerated", g.user["username"])
+    return {
+        "message": "New recovery codes issued; the old ones no longer work.",
+        "recovery_codes": codes,
+    }
+
+
+@api.post("/2fa/reset")
+@token_required
+def reset_two_factor():
+    refusal = confirm_password(json_object())
+    if refusal:
+        return refusal
+    secret = pyotp.random_base32()
+    # The new secret reopens the QR code until a login with it; the current token dies.
+    execute(
+        "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL, last_otp_step = NULL,"
+        " last_token = NULL WHERE id = %s",
+        (encrypt_secret(secret), g.user["id"]),
+    )
+    audit("twofa_reset", g.user["username"])
+    body = {"message": "Two-factor authentication reset; log in with a code of the new secret."}
+    return body | enrolment(g.user["username"], secret)
 
 
 # --- Product routes -------------------------------------------------------------------------

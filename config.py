@@ -14,6 +14,11 @@ def env_int(name, default):
     return default if value in (None, "") else int(value)
 
 
+def env_bool(name, default):
+    value = os.environ.get(name, "").strip().lower()
+    return default if value == "" else value in ("1", "true", "yes", "on")
+
+
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or None
 
@@ -34,5 +39,26 @@ class Config:
     JWT_EXPIRES_SECONDS = env_int("JWT_EXPIRES_SECONDS", 600)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
     TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "SecureAPI")
+    # Fernet key(s) for TOTP secrets at rest, comma-separated, newest first; generated into
+    # instance/totp_encryption_key when unset.
+    TOTP_ENCRYPTION_KEY = os.environ.get("TOTP_ENCRYPTION_KEY") or None
+
+    # Per-account lockout, shared by every worker and instance through the database.
+    LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
+    LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 30)
+    LOGIN_LOCKOUT_MAX_SECONDS = env_int("LOGIN_LOCKOUT_MAX_SECONDS", 900)
+
+    # Per-client rate limits (Flask-Limiter). A redis:// URI shares them across workers.
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
+    RATELIMIT_REGISTER = os.environ.get("RATELIMIT_REGISTER", "5 per minute")
+    RATELIMIT_QRCODE = os.environ.get("RATELIMIT_QRCODE", "10 per minute")
+    RATELIMIT_HEADERS_ENABLED = True  # Retry-After on every 429
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "secureapi")
+    # If the limits store is down, limit per process rather than fail every request.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # How many proxies in front of the app append to X-Forwarded-For; 0 ignores the header.
+    PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
 
     MAX_CONTENT_LENGTH = 1024 * 1024

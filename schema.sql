@@ -25,3 +25,21 @@ CREATE TABLE IF NOT EXISTS products (
     created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Consecutive failed logins per username (known or not), so that lockout holds across
+-- every worker and instance. locked_until is Unix time.
+CREATE TABLE IF NOT EXISTS login_failures (
+    username VARCHAR(64) COLLATE utf8mb4_unicode_ci NOT NULL PRIMARY KEY,
+    failures INT UNSIGNED NOT NULL,
+    locked_until DOUBLE NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Single-use recovery codes, stored only as SHA-256 digests.
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    user_id INT UNSIGNED NOT NULL,
+    code_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    used_at DATETIME NULL,
+    KEY recovery_codes_lookup (user_id, code_hash),
+    CONSTRAINT recovery_codes_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

@@ -6,12 +6,14 @@ import uuid
 import MySQLdb
 import pyotp
 import pytest
+from cryptography.fernet import Fernet
 
 from app import create_app, init_db
 from config import Config
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
 PASSWORD = "correct horse battery staple"
+TEST_TOTP_KEY = Fernet.generate_key().decode()
 
 
 def server_settings():
@@ -58,7 +60,7 @@ def db(database):
     connection = connect(database)
     yield connection
     cursor = connection.cursor()
-    for table in ("users", "products"):
+    for table in ("users", "products", "login_failures"):
         cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names)
     connection.close()
 
@@ -69,16 +71,38 @@ def sql(db, statement, args=()):
     return cursor.fetchall()
 
 
+class Clock:
+    """A clock the tests move by hand, so lockout periods pass without sleeping."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def __call__(self):
+        return time.time() + self.offset
+
+    def advance(self, seconds):
+        self.offset += seconds
+
+
+def app_config(database, **overrides):
+    return {
+        "TESTING": True,
+        "MYSQL_DB": database,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
+        "BCRYPT_ROUNDS": 4,  # fast tests; production default stays 12
+        "RATELIMIT_ENABLED": False,  # tests/test_abuse.py turns it on where it is tested
+    } | overrides
+
+
 @pytest.fixture
-def app(database, db, tmp_path):
-    return create_app(
-        {
-            "TESTING": True,
-            "MYSQL_DB": database,
-            "SECRET_KEY": TEST_SECRET_KEY,
-            "BCRYPT_ROUNDS": 4,  # fast tests; production default stays 12
-        }
-    )
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def app(database, db, clock):
+    return create_app(app_config(database, CLOCK=clock))
 
 
 @pytest.fixture
@@ -92,19 +116,22 @@ def runner(app):
 
 
 class AuthActions:
-    def __init__(self, client):
+    def __init__(self, client, clock):
         self.client = client
+        self.clock = clock
         self.secrets = {}
+        self.recovery_codes = {}
 
     def register(self, username="alice", password=PASSWORD):
         response = self.client.post("/register", json={"username": username, "password": password})
         assert response.status_code == 201, response.json
         self.secrets[username] = response.json["secret"]
+        self.recovery_codes[username] = response.json["recovery_codes"]
         return response.json
 
     def code(self, username="alice", offset=0):
         """The TOTP code an authenticator shows, `offset` steps from now."""
-        return pyotp.TOTP(self.secrets[username]).at(time.time() + 30 * offset)
+        return pyotp.TOTP(self.secrets[username]).at(self.clock() + 30 * offset)
 
     def login(self, username="alice", password=PASSWORD, otp=None, offset=0):
         otp = self.code(username, offset) if otp is None else otp
@@ -125,5 +152,5 @@ class AuthActions:
 
 
 @pytest.fixture
-def auth(client):
-    return AuthActions(client)
+def auth(client, clock):
+    return AuthActions(client, clock)

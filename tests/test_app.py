@@ -3,8 +3,8 @@ import stat
 
 import pytest
 
-from app import create_app, load_secret_key
-from tests.conftest import TEST_SECRET_KEY, sql
+from app import create_app, load_instance_secret
+from tests.conftest import app_config, sql
 
 
 def test_unknown_route_is_json_404(client):
@@ -55,15 +55,7 @@ def test_unexpected_error_is_generic_500(app, client):
 
 
 def test_database_down_is_503_with_retry_after(database):
-    app = create_app(
-        {
-            "MYSQL_DB": database,
-            "MYSQL_HOST": "127.0.0.1",
-            "MYSQL_PORT": 1,
-            "SECRET_KEY": TEST_SECRET_KEY,
-            "BCRYPT_ROUNDS": 4,
-        }
-    )
+    app = create_app(app_config(database, MYSQL_HOST="127.0.0.1", MYSQL_PORT=1))
     response = app.test_client().post(
         "/register", json={"username": "alice", "password": "correct horse battery"}
     )
@@ -74,15 +66,15 @@ def test_database_down_is_503_with_retry_after(database):
 
 def test_short_secret_key_refuses_to_start(database):
     with pytest.raises(RuntimeError, match="at least 32 bytes"):
-        create_app({"MYSQL_DB": database, "SECRET_KEY": "too-short"})
+        create_app(app_config(database, SECRET_KEY="too-short"))
 
 
 def test_generated_secret_key_is_private_and_persistent(tmp_path):
     instance = tmp_path / "instance"
-    key = load_secret_key(str(instance))
+    key = load_instance_secret(str(instance), "secret_key")
     assert len(key) >= 32
     assert stat.S_IMODE(os.stat(instance / "secret_key").st_mode) == 0o600
-    assert load_secret_key(str(instance)) == key
+    assert load_instance_secret(str(instance), "secret_key") == key
     assert os.listdir(instance) == ["secret_key"]  # no temporary file left behind
 
 
