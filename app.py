@@ -10,8 +10,8 @@ import math
 import os
 import re
 import secrets
-import time
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,6 +45,7 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 from config import Config
 
 mysql = MySQL()
+# Limits and storage come from each app's RATELIMIT_* config (see config.py).
 limiter = Limiter(get_remote_address)
 api = Blueprint("api", __name__)
 log = logging.getLogger(__name__)

@@ -1,19 +1,20 @@
 """Fixtures: a real MariaDB database created for the test run and dropped after it."""
 
+import base64
 import time
 import uuid
 
 import MySQLdb
 import pyotp
 import pytest
-from cryptography.fernet import Fernet
 
 from app import create_app, init_db
 from config import Config
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
 PASSWORD = "correct horse battery staple"
-TEST_TOTP_KEY = Fernet.generate_key().decode()
+# Fixed, not generated: tests import this module under two names.
+TEST_TOTP_KEY = base64.urlsafe_b64encode(b"test-only-totp-encryption-key-32").decode()
 
 
 def server_settings():

@@ -1,0 +1,452 @@
+"""Lockout, rate limits, recovery codes, 2FA reset, encrypted secrets and the audit log."""
+
+import json
+import logging
+import re
+import threading
+import uuid
+
+import pyotp
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from app import create_app
+from tests.conftest import PASSWORD, TEST_TOTP_KEY, app_config, sql
+
+# --- Per-account lockout ------------------------------------------------------------------
+
+
+def fail(auth, username="alice", times=1):
+    for _ in range(times):
+        response = auth.login(username, "wrong password!", "000000")
+        assert response.status_code == 401
+
+
+def test_sixth_attempt_after_five_failures_is_429_even_when_right(auth):
+    auth.register("alice")
+    fail(auth, times=5)
+    response = auth.login("alice")
+    assert response.status_code == 429
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"] == "30"
+    assert "try again in 30 seconds" in response.json["message"]
+
+
+def test_lockout_ends_and_success_resets_the_count(auth, clock):
+    auth.register("alice")
+    fail(auth, times=5)
+    clock.advance(31)
+    assert auth.login("alice").status_code == 200
+    fail(auth, times=4)  # a fresh count: four failures do not lock
+    assert auth.login("alice", offset=1).status_code == 200
+
+
+def test_lockout_doubles_with_each_further_failure_up_to_the_cap(app, auth, clock):
+    app.config["LOGIN_LOCKOUT_MAX_SECONDS"] = 100
+    auth.register("alice")
+    fail(auth, times=5)
+    assert auth.login("alice").headers["Retry-After"] == "30"
+    for expected in ("60", "100", "100"):
+        clock.advance(int(auth.login("alice").headers["Retry-After"]) + 1)
+        fail(auth)
+        assert auth.login("alice").headers["Retry-After"] == expected
+
+
+def test_wrong_codes_count_towards_lockout(auth):
+    auth.register("alice")
+    for _ in range(5):
+        assert auth.login("alice", otp="000000").status_code == 401
+    assert auth.login("alice").status_code == 429
+
+
+def test_unknown_usernames_are_treated_like_known_ones(auth):
+    auth.register("alice")
+    for username in ("alice", "nobody"):
+        responses = [
+            auth.client.post(
+                "/login",
+                json={"username": username, "password": "wrong password!", "otp": "000000"},
+            )
+            for _ in range(6)
+        ]
+        assert [r.status_code for r in responses] == [401] * 5 + [429]
+        assert responses[-1].headers["Retry-After"] == "30"
+    # Same bodies for both: only the username differs in nothing the client sees.
+    known = auth.login("alice", "x" * 10, "000000")
+    unknown = auth.login("nobody", "x" * 10, "000000")
+    assert (known.status_code, known.json) == (unknown.status_code, unknown.json)
+
+
+def test_lockout_is_case_insensitive(auth):
+    auth.register("alice")
+    fail(auth, "ALICE", times=5)
+    assert auth.login("alice").status_code == 429
+
+
+# --- Per-client rate limits ---------------------------------------------------------------
+
+
+@pytest.fixture
+def limited_app(database, db, clock):
+    """An app with rate limits on, in their own key space."""
+    return create_app(
+        app_config(
+            database,
+            CLOCK=clock,
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_LOGIN="3 per minute",
+        )
+    )
+
+
+def login_from(client, address, forwarded_for=None):
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return client.post(
+        "/login",
+        json={"username": "alice", "password": "wrong password!", "otp": "000000"},
+        environ_base={"REMOTE_ADDR": address},
+        headers=headers,
+    )
+
+
+def test_rate_limit_trips_per_client_with_retry_after(limited_app):
+    client = limited_app.test_client()
+    statuses = [login_from(client, "10.0.0.1").status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    response = login_from(client, "10.0.0.1")
+    assert response.mimetype == "application/problem+json"
+    assert response.json["message"] == "Too many requests from this client; try again later."
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+    assert login_from(client, "10.0.0.2").status_code == 401  # another client is not limited
+
+
+def test_forwarded_for_is_ignored_without_proxy_fix(limited_app):
+    client = limited_app.test_client()
+    statuses = [login_from(client, "10.0.0.1", f"192.0.2.{n}").status_code for n in range(4)]
+    assert statuses[-1] == 429
+
+
+def test_forwarded_for_is_trusted_with_proxy_fix(database, db):
+    app = create_app(
+        app_config(
+            database,
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_LOGIN="3 per minute",
+            PROXY_FIX_X_FOR=1,
+        )
+    )
+    client = app.test_client()
+    statuses = [login_from(client, "10.0.0.1", f"192.0.2.{n}").status_code for n in range(4)]
+    assert statuses == [401] * 4  # four different clients behind one proxy
+    statuses = [login_from(client, "10.0.0.1", "192.0.2.9").status_code for _ in range(4)]
+    assert statuses[-1] == 429
+
+
+def test_register_and_qrcode_are_rate_limited(database, db):
+    app = create_app(
+        app_config(
+            database,
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_REGISTER="2 per minute",
+            RATELIMIT_QRCODE="2 per minute",
+        )
+    )
+    client = app.test_client()
+    statuses = [client.post("/register", json={}).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
+    statuses = [client.get("/qrcode/alice").status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
+
+
+def test_rate_limits_can_be_turned_off(client):
+    # The default test app runs with RATELIMIT_ENABLED=False.
+    statuses = {client.post("/register", json={}).status_code for _ in range(12)}
+    assert statuses == {400}
+
+
+def test_redis_storage_shares_limits_between_instances(database, db):
+    config = app_config(
+        database,
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_LOGIN="3 per minute",
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
+    )
+    address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    server = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        first = create_app(config).test_client()
+        assert [login_from(first, address).status_code for _ in range(3)] == [401] * 3
+        assert server.keys(f"*/{address}/*")  # the counts live in Redis
+        # A second instance starts with no counts of its own, yet sees the first one's.
+        second = create_app(config).test_client()
+        assert login_from(second, address).status_code == 429
+    finally:
+        keys = server.keys(f"*/{address}/*")
+        if keys:
+            server.delete(*keys)
+
+
+# --- Recovery codes -----------------------------------------------------------------------
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def recovery_login(client, code, username="alice", password=PASSWORD):
+    return client.post(
+        "/login", json={"username": username, "password": password, "recovery_code": code}
+    )
+
+
+def test_register_returns_ten_distinct_recovery_codes_stored_as_digests(auth, db):
+    codes = auth.register("alice")["recovery_codes"]
+    assert len(set(codes)) == 10
+    assert all(re.fullmatch(r"[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}", code) for code in codes)
+    stored = sql(db, "SELECT code_hash FROM recovery_codes")
+    assert len(stored) == 10
+    dump = str(stored)
+    assert not any(code in dump or code.replace("-", "") in dump for code in codes)
+
+
+def test_recovery_code_logs_in_once(client, auth):
+    codes = auth.register("alice")["recovery_codes"]
+    response = recovery_login(client, codes[0])
+    assert response.status_code == 200
+    assert response.json["recovery_codes_remaining"] == 9
+    assert (
+        client.get(
+            "/products", headers={"Authorization": f"Bearer {response.json['token']}"}
+        ).status_code
+        == 200
+    )
+    assert recovery_login(client, codes[0]).status_code == 401
+    # Typed loosely (upper case, no dashes) it still works.
+    assert recovery_login(client, codes[1].upper().replace("-", "")).status_code == 200
+
+
+def test_recovery_code_needs_the_password(client, auth):
+    codes = auth.register("alice")["recovery_codes"]
+    assert recovery_login(client, codes[0], password="wrong password!").status_code == 401
+    assert recovery_login(client, codes[0]).status_code == 200
+
+
+def test_recovery_codes_are_per_user(client, auth):
+    alice = auth.register("alice")["recovery_codes"]
+    auth.register("bob")
+    assert recovery_login(client, alice[0], username="bob").status_code == 401
+
+
+def test_failed_recovery_codes_count_towards_lockout(client, auth):
+    codes = auth.register("alice")["recovery_codes"]
+    for _ in range(5):
+        assert recovery_login(client, "aaaa-bbbb-cccc").status_code == 401
+    assert recovery_login(client, codes[0]).status_code == 429
+
+
+def test_racing_requests_with_one_recovery_code_get_one_token(app, auth):
+    code = auth.register("alice")["recovery_codes"][0]
+    barrier = threading.Barrier(6)
+    statuses = []
+
+    def attempt():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(recovery_login(client, code).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [401] * 5
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"otp": "123456", "recovery_code": "aaaa-bbbb-cccc"}],
+)
+def test_login_needs_exactly_one_second_factor(client, auth, extra):
+    auth.register("alice")
+    body = {"username": "alice", "password": PASSWORD} | extra
+    response = client.post("/login", json=body)
+    assert response.status_code == 400
+    assert "exactly one of 'otp' and 'recovery_code'" in response.json["message"]
+
+
+def test_regenerating_recovery_codes_replaces_them(client, auth):
+    old = auth.register("alice")["recovery_codes"]
+    headers = auth.headers()
+    assert (
+        client.post(
+            "/2fa/recovery-codes", json={"password": "wrong password!"}, headers=headers
+        ).status_code
+        == 403
+    )
+    response = client.post("/2fa/recovery-codes", json={"password": PASSWORD}, headers=headers)
+    assert response.status_code == 200
+    new = response.json["recovery_codes"]
+    assert len(new) == 10 and not set(new) & set(old)
+    assert recovery_login(client, old[0]).status_code == 401
+    assert recovery_login(client, new[0]).status_code == 200
+
+
+def test_regenerating_recovery_codes_needs_a_token(client, auth):
+    auth.register("alice")
+    response = client.post("/2fa/recovery-codes", json={"password": PASSWORD})
+    assert response.status_code == 401
+
+
+# --- 2FA reset ----------------------------------------------------------------------------
+
+
+def test_reset_issues_new_secret_and_revokes_token(client, auth):
+    old_secret = auth.register("alice")["secret"]
+    headers = auth.headers()
+    response = client.post("/2fa/reset", json={"password": PASSWORD}, headers=headers)
+    assert response.status_code == 200
+    body = response.json
+    assert body["secret"] != old_secret and len(body["secret"]) == 32
+    assert body["otpauth_uri"] == pyotp.TOTP(body["secret"]).provisioning_uri(
+        name="alice", issuer_name="SecureAPI"
+    )
+    assert response.headers["Cache-Control"] == "no-store"
+    assert client.get("/products", headers=headers).status_code == 401
+
+    # The QR code is served again, for the new secret, until a login with it.
+    qr = client.get("/qrcode/alice", auth=("alice", PASSWORD))
+    assert qr.status_code == 200
+    assert auth.login("alice", otp=pyotp.TOTP(old_secret).at(auth.clock() + 30)).status_code == 401
+    auth.secrets["alice"] = body["secret"]
+    assert auth.login("alice", offset=1).status_code == 200
+    assert client.get("/qrcode/alice", auth=("alice", PASSWORD)).status_code == 403
+
+
+def test_reset_with_wrong_password_changes_nothing(client, auth, db):
+    auth.register("alice")
+    headers = auth.headers()
+    (before,) = sql(db, "SELECT twofa_secret FROM users")
+    response = client.post("/2fa/reset", json={"password": "wrong password!"}, headers=headers)
+    assert response.status_code == 403
+    assert sql(db, "SELECT twofa_secret FROM users")[0] == before
+    assert client.get("/products", headers=headers).status_code == 200
+
+
+def test_password_confirmations_count_towards_lockout(client, auth):
+    auth.register("alice")
+    headers = auth.headers()
+    for _ in range(5):
+        client.post("/2fa/reset", json={"password": "wrong password!"}, headers=headers)
+    response = client.post("/2fa/reset", json={"password": PASSWORD}, headers=headers)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize("body", [{}, {"password": 5}, {"password": PASSWORD, "otp": "1"}])
+def test_reset_malformed_body_is_400(client, auth, body):
+    auth.register("alice")
+    assert client.post("/2fa/reset", json=body, headers=auth.headers()).status_code == 400
+
+
+# --- TOTP secrets at rest -----------------------------------------------------------------
+
+
+def test_stored_secret_is_encrypted(auth, db):
+    secret = auth.register("alice")["secret"]
+    (row,) = sql(db, "SELECT twofa_secret FROM users")
+    assert secret not in row["twofa_secret"]
+    assert Fernet(TEST_TOTP_KEY).decrypt(row["twofa_secret"].encode()).decode() == secret
+    with pytest.raises(Exception):  # noqa: B017 - any key but the right one fails
+        Fernet(Fernet.generate_key()).decrypt(row["twofa_secret"].encode())
+
+
+def test_plain_secret_from_v1_still_works_and_is_encrypted_on_use(auth, db):
+    secret = auth.register("alice")["secret"]
+    sql(db, "UPDATE users SET twofa_secret = %s", (secret,))
+    assert auth.login("alice").status_code == 200
+    stored = sql(db, "SELECT twofa_secret FROM users")[0]["twofa_secret"]
+    assert stored != secret
+    assert Fernet(TEST_TOTP_KEY).decrypt(stored.encode()).decode() == secret
+
+
+def test_encryption_key_rotation(database, auth, db, clock):
+    secret = auth.register("alice")["secret"]
+    new_key = Fernet.generate_key().decode()
+    rotated = create_app(
+        app_config(database, CLOCK=clock, TOTP_ENCRYPTION_KEY=f"{new_key},{TEST_TOTP_KEY}")
+    )
+    auth.client = rotated.test_client()
+    assert auth.login("alice").status_code == 200
+    stored = sql(db, "SELECT twofa_secret FROM users")[0]["twofa_secret"]
+    assert Fernet(new_key).decrypt(stored.encode()).decode() == secret
+
+
+@pytest.mark.parametrize("key", ["not-a-fernet-key", "short"])
+def test_bad_encryption_key_refuses_to_start(database, key):
+    with pytest.raises(RuntimeError, match="Fernet keys"):
+        create_app(app_config(database, TOTP_ENCRYPTION_KEY=key))
+
+
+# --- Audit log ----------------------------------------------------------------------------
+
+
+def test_audit_log_records_security_events_without_secrets(client, auth, caplog):
+    caplog.set_level(logging.INFO, logger="secureapi.audit")
+    enrolment = auth.register("alice")
+    client.get("/qrcode/alice", auth=("alice", PASSWORD))
+    client.get("/qrcode/alice", auth=("alice", "wrong password!"))
+    auth.login("alice", "wrong password!")
+    auth.login("alice", otp="000000")
+    auth.login('nobody\n{"event": "forged"}', PASSWORD, "000000")
+    token = auth.login("alice").json["token"]
+    client.get("/products", headers={"Authorization": "Bearer nonsense"})
+    codes = client.post(
+        "/2fa/recovery-codes", json={"password": PASSWORD}, headers=bearer(token)
+    ).json["recovery_codes"]
+    recovery = recovery_login(client, codes[0]).json["token"]
+    client.post("/logout", headers=bearer(recovery))
+    client.get("/products", headers=bearer(recovery))
+    recovery = recovery_login(client, codes[1]).json["token"]
+    reset = client.post("/2fa/reset", json={"password": PASSWORD}, headers=bearer(recovery)).json
+    fail(auth, times=5)
+    auth.login("alice")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "secureapi.audit"]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all("\n" not in line for line in lines)
+    for record in records:
+        assert {"ts", "event", "username", "client", "request_id"} <= set(record)
+        assert record["ts"].endswith("Z") and record["client"] == "127.0.0.1"
+    events = [(r["event"], r["username"], r.get("reason")) for r in records]
+    for expected in [
+        ("register", "alice", None),
+        ("qrcode_served", "alice", None),
+        ("qrcode_refused", None, None),
+        ("login_failed", "alice", "bad_password"),
+        ("login_failed", "alice", "bad_otp"),
+        ("login_failed", None, "unknown_user"),
+        ("login_succeeded", "alice", None),
+        ("token_refused", None, "invalid"),
+        ("recovery_codes_regenerated", "alice", None),
+        ("recovery_code_used", "alice", None),
+        ("logout", "alice", None),
+        ("twofa_reset", "alice", None),
+        ("lockout", "alice", None),
+        ("login_locked", "alice", None),
+        ("token_refused", "alice", "revoked"),
+    ]:
+        assert expected in events, expected
+    assert not any(r["event"] == "forged" for r in records)
+    secrets = [
+        PASSWORD,
+        enrolment["secret"],
+        reset["secret"],
+        token,
+        recovery,
+        *enrolment["recovery_codes"],
+        *codes,
+    ]
+    log_text = "\n".join(lines)
+    for secret in secrets:
+        assert secret not in log_text
