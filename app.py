@@ -12,6 +12,7 @@ import re
 import secrets
 import sys
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -40,6 +41,7 @@ from flask_limiter.util import get_remote_address
 from flask_mysqldb import MySQL
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from config import Config
@@ -93,6 +95,7 @@ def create_app(test_config=None):
         audit_log.addHandler(handler)
         audit_log.setLevel(logging.INFO)
 
+    app.url_map.converters["id"] = ProductIdConverter
     mysql.init_app(app)
     limiter.init_app(app)
     app.register_blueprint(api)
@@ -102,8 +105,15 @@ def create_app(test_config=None):
     app.register_error_handler(MySQLdb.OperationalError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected_error)
     app.before_request(assign_request_id)
+    app.before_request(refuse_oversized_body)
     app.after_request(add_security_headers)
     return app
+
+
+class ProductIdConverter(IntegerConverter):
+    """ASCII digits only: Werkzeug's int converter also takes other scripts' digits."""
+
+    regex = r"[0-9]+"
 
 
 def load_instance_secret(instance_path, name, generate=lambda: secrets.token_urlsafe(48)):
@@ -280,6 +290,18 @@ def assign_request_id():
     g.request_id = uuid.uuid4().hex
 
 
+def refuse_oversized_body():
+    """413 for any body over the limit, even where the view never reads it."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None:
+        if request.content_length > limit:
+            abort(413)
+    # A chunked body has no length up front; Werkzeug cuts it at the limit without a word.
+    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        if len(request.get_data()) >= limit:
+            abort(413)
+
+
 def add_security_headers(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Responses carry secrets, tokens, QR codes or private inventory: no cache keeps them.
@@ -295,7 +317,10 @@ def json_object():
     """The request body as a dict, or a clear 415/400."""
     if not request.is_json:
         abort(415)
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting
+        data = None
     if not isinstance(data, dict):
         raise ValidationError("The request body must be a JSON object.")
     return data
@@ -318,6 +343,10 @@ def text(value, field):
     return value
 
 
+def has_control_characters(value):
+    return any(unicodedata.category(character) == "Cc" for character in value)
+
+
 def refuse_unknown_fields(data, allowed):
     unknown = sorted(set(data) - set(allowed))
     if unknown:
@@ -336,6 +365,9 @@ def validate_registration(data):
         raise ValidationError("'password' must be at least 8 characters long.")
     if len(password.encode("utf-8")) > 72:
         raise ValidationError("'password' must be at most 72 bytes in UTF-8 (the limit of bcrypt).")
+    # bcrypt stops at NUL: "\0\0\0\0\0\0\0\0" would be the empty password.
+    if has_control_characters(password):
+        raise ValidationError("'password' must not contain control characters.")
     if password.lower() in COMMON_PASSWORDS:
         raise ValidationError("'password' is too common; choose a less guessable one.")
     return username, password
@@ -371,6 +403,8 @@ def validate_name(value):
     name = text(value, "name")
     if not name.strip():
         raise ValidationError("'name' must not be blank.")
+    if has_control_characters(name):
+        raise ValidationError("'name' must not contain control characters.")
     if len(name) > 255:
         raise ValidationError("'name' must be at most 255 characters.")
     return name
@@ -396,7 +430,7 @@ def validate_price(value):
         raise ValidationError("'price' must be between 0 and 99999999.99.")
     if price.as_tuple().exponent < -2:
         raise ValidationError("'price' must have at most 2 decimal places.")
-    return price
+    return abs(price)  # -0.0 is 0
 
 
 def validate_quantity(value):
@@ -429,9 +463,10 @@ def validate_cursor(value):
 def check_password(password, password_hash):
     """bcrypt check that always costs one bcrypt, whatever the input."""
     candidate = password.encode("utf-8")
-    fits = len(candidate) <= 72
-    matches = bcrypt.checkpw(candidate if fits else b"", password_hash.encode("ascii"))
-    return fits and matches
+    # Past 72 bytes or a NUL, bcrypt would compare a truncated password.
+    usable = len(candidate) <= 72 and b"\0" not in candidate
+    matches = bcrypt.checkpw(candidate if usable else b"", password_hash.encode("ascii"))
+    return usable and matches
 
 
 def hash_password(password):
@@ -578,15 +613,29 @@ def token_required(view):
 # --- Lockout and audit -----------------------------------------------------------------
 
 
-def lockout_remaining(username):
-    """Seconds until this account may try to log in again; 0 if it may now."""
+def lockout_response(username):
+    """A 429 while this account is locked out, else None."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        return None  # no such account can exist, and nothing is stored for it
     rows = query("SELECT locked_until FROM login_failures WHERE username = %s", (username,))
     locked_until = rows[0]["locked_until"] if rows else None
-    return math.ceil(locked_until - now()) if locked_until and locked_until > now() else 0
+    if not locked_until or locked_until <= now():
+        return None
+    retry_after = math.ceil(locked_until - now())
+    audit("login_locked", username, retry_after=retry_after)
+    return error_response(
+        429,
+        f"Too many failed attempts for this account; try again in {retry_after} seconds.",
+        {"Retry-After": str(retry_after)},
+    )
 
 
-def record_failure(username):
-    """Count a failed attempt; return the lockout it starts in seconds (0 if none)."""
+def record_failure(username, event, **details):
+    """Log a failed password or code, and count it towards the account's lockout."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        audit(event, None, **details)
+        return
+    audit(event, username, **details)
     config = current_app.config
     cursor = mysql.connection.cursor()
     # The upsert locks the row until commit, so racing failures are all counted.
@@ -597,41 +646,18 @@ def record_failure(username):
     )
     cursor.execute("SELECT failures FROM login_failures WHERE username = %s", (username,))
     failures = cursor.fetchone()["failures"]
-    lockout = 0
     if failures >= config["LOGIN_MAX_FAILURES"]:
-        doublings = failures - config["LOGIN_MAX_FAILURES"]
+        doublings = min(failures - config["LOGIN_MAX_FAILURES"], 32)
         lockout = min(
-            config["LOGIN_LOCKOUT_SECONDS"] * 2 ** min(doublings, 32),
-            config["LOGIN_LOCKOUT_MAX_SECONDS"],
+            config["LOGIN_LOCKOUT_SECONDS"] * 2**doublings, config["LOGIN_LOCKOUT_MAX_SECONDS"]
         )
         cursor.execute(
             "UPDATE login_failures SET locked_until = %s WHERE username = %s",
             (now() + lockout, username),
         )
+        audit("lockout", username, seconds=lockout)
     mysql.connection.commit()
     cursor.close()
-    return lockout
-
-
-def locked_out(username, retry_after):
-    audit("login_locked", username, retry_after=retry_after)
-    return error_response(
-        429,
-        f"Too many failed attempts for this account; try again in {retry_after} seconds.",
-        {"Retry-After": str(retry_after)},
-    )
-
-
-def refuse_login(username, reason):
-    """Count the failure, log why, and answer the same 401 whatever the reason."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        audit("login_failed", None, reason=reason)
-        return error_response(401, LOGIN_FAILED)
-    lockout = record_failure(username)
-    audit("login_failed", username, reason=reason)
-    if lockout:
-        audit("lockout", username, seconds=lockout)
-    return error_response(401, LOGIN_FAILED)
 
 
 def audit(event, username, **details):
@@ -657,25 +683,33 @@ def enrolment(username, secret):
     return {
         "secret": secret,
         "otpauth_uri": uri,
-        "qrcode_url": url_for("api.get_qrcode", username=username, _external=True),
+        # Relative URLs: nothing in a response comes from the client's Host header.
+        "qrcode_url": url_for("api.get_qrcode", username=username),
     }
 
 
 def confirm_password(data):
-    """For 2FA changes: the token alone is not enough, the password must come too."""
+    """For 2FA changes the token is not enough: the password must come too.
+    Returns the refusal to send, or None."""
     refuse_unknown_fields(data, ("password",))
     password = require_text(data, "password")
     username = g.user["username"]
-    retry_after = lockout_remaining(username)
-    if retry_after:
-        return locked_out(username, retry_after)
-    if not check_password(password, g.user["password"]):
-        lockout = record_failure(username)
-        audit("password_confirmation_failed", username)
-        if lockout:
-            audit("lockout", username, seconds=lockout)
-        return error_response(403, "The password is incorrect.")
-    return None
+    refusal = lockout_response(username)
+    if refusal is None and not check_password(password, g.user["password"]):
+        record_failure(username, "password_confirmation_failed")
+        refusal = error_response(403, "The password is incorrect.")
+    return refusal
+
+
+def basic_credentials():
+    """(username, password) from HTTP Basic auth, or None."""
+    try:
+        auth = request.authorization
+    except ValueError:  # credentials that do not decode
+        return None
+    if auth is None or auth.type != "basic" or auth.username is None or auth.password is None:
+        return None
+    return auth.username, auth.password
 
 
 @api.post("/register")
@@ -703,21 +737,18 @@ def register():
 @api.get("/qrcode/<username>")
 @limiter.limit(lambda: current_app.config["RATELIMIT_QRCODE"])
 def get_qrcode(username):
-    auth = request.authorization
-    user = None
-    if auth and auth.type == "basic" and auth.username is not None and auth.password is not None:
-        candidate = find_user(auth.username)
-        if password_matches(candidate, auth.password) and (
-            candidate["username"].lower() == username.lower()
-        ):
-            user = candidate
-    if user is None:
-        audit("qrcode_refused", None)
-        return error_response(
-            401,
-            "Give this user's username and password (HTTP Basic) to fetch the QR code.",
-            {"WWW-Authenticate": BASIC_REALM},
-        )
+    credentials = basic_credentials()
+    if credentials is None or credentials[0].lower() != username.lower():
+        audit("qrcode_refused", None, reason="no_credentials")
+        return qrcode_unauthorized()
+    # Password guesses here count towards the same lockout as logins.
+    refusal = lockout_response(username)
+    if refusal:
+        return refusal
+    user = find_user(username)
+    if not password_matches(user, credentials[1]):
+        record_failure(username, "qrcode_refused", reason="bad_credentials")
+        return qrcode_unauthorized()
     if user["twofa_confirmed_at"] is not None:
         return error_response(
             403,
@@ -729,6 +760,14 @@ def get_qrcode(username):
     image.seek(0)
     audit("qrcode_served", user["username"])
     return send_file(image, mimetype="image/png")
+
+
+def qrcode_unauthorized():
+    return error_response(
+        401,
+        "Give this user's username and password (HTTP Basic) to fetch the QR code.",
+        {"WWW-Authenticate": BASIC_REALM},
+    )
 
 
 def validate_login(data):
@@ -745,12 +784,13 @@ def validate_login(data):
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 def login():
     username, password, field, code = validate_login(json_object())
-    retry_after = lockout_remaining(username) if USERNAME_PATTERN.fullmatch(username) else 0
-    if retry_after:
-        return locked_out(username, retry_after)
+    refusal = lockout_response(username)
+    if refusal:
+        return refusal
     user = find_user(username)
     if not password_matches(user, password):
-        return refuse_login(username, "bad_password" if user else "unknown_user")
+        record_failure(username, "login_failed", reason="bad_password" if user else "unknown_user")
+        return error_response(401, LOGIN_FAILED)
 
     token = issue_token(user["id"])
     cursor = mysql.connection.cursor()
@@ -789,7 +829,8 @@ def login():
     if not accepted:
         mysql.connection.rollback()
         cursor.close()
-        return refuse_login(user["username"], reason)
+        record_failure(user["username"], "login_failed", reason=reason)
+        return error_response(401, LOGIN_FAILED)
     cursor.execute("DELETE FROM login_failures WHERE username = %s", (user["username"],))
     mysql.connection.commit()
     cursor.close()
@@ -901,22 +942,20 @@ def list_products():
     )
     response = jsonify([product_json(row) for row in rows[:limit]])
     if len(rows) > limit:
-        next_url = url_for(
-            "api.list_products", limit=limit, after=rows[limit - 1]["id"], _external=True
-        )
+        next_url = url_for("api.list_products", limit=limit, after=rows[limit - 1]["id"])
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
 
-@api.get("/products/<int:product_id>")
+@api.get("/products/<id:product_id>")
 @token_required
 def get_product(product_id):
     row = fetch_product(product_id)
     return product_json(row) if row else product_not_found()
 
 
-@api.put("/products/<int:product_id>")
-@api.patch("/products/<int:product_id>")
+@api.put("/products/<id:product_id>")
+@api.patch("/products/<id:product_id>")
 @token_required
 def update_product(product_id):
     changes = validate_product(json_object(), partial=request.method == "PATCH")
@@ -932,7 +971,7 @@ def update_product(product_id):
     return {"message": "Product updated", "product": product_json(row)}
 
 
-@api.delete("/products/<int:product_id>")
+@api.delete("/products/<id:product_id>")
 @token_required
 def delete_product(product_id):
     if not execute("DELETE FROM products WHERE id = %s", (product_id,)):

@@ -422,7 +422,7 @@ def test_audit_log_records_security_events_without_secrets(client, auth, caplog)
     for expected in [
         ("register", "alice", None),
         ("qrcode_served", "alice", None),
-        ("qrcode_refused", None, None),
+        ("qrcode_refused", "alice", "bad_credentials"),
         ("login_failed", "alice", "bad_password"),
         ("login_failed", "alice", "bad_otp"),
         ("login_failed", None, "unknown_user"),

@@ -1,3 +1,4 @@
+import io
 import os
 import stat
 
@@ -32,6 +33,32 @@ def test_oversized_body_is_json_413(client, db):
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
     assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 0
+
+
+def test_oversized_body_is_413_even_where_unread(client, auth):
+    headers = auth.headers() | {"Content-Type": "application/json"}
+    response = client.post("/logout", data=b"x" * (1024 * 1024 + 1), headers=headers)
+    assert response.status_code == 413
+    assert client.get("/products", headers=headers).status_code == 200  # not logged out
+
+
+def test_oversized_chunked_body_is_413(client):
+    response = client.post(
+        "/register",
+        input_stream=io.BytesIO(b"x" * (2 * 1024 * 1024)),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+        environ_base={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+
+
+def test_response_urls_ignore_the_host_header(client):
+    response = client.post(
+        "/register",
+        json={"username": "alice", "password": "correct horse battery"},
+        headers={"Host": "evil.example"},
+    )
+    assert "evil.example" not in response.get_data(as_text=True)
 
 
 def test_every_response_has_security_headers(client, auth):

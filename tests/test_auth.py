@@ -25,7 +25,7 @@ def test_register_returns_enrolment_and_stores_hash(client, db):
     assert body["otpauth_uri"] == (
         f"otpauth://totp/SecureAPI:alice?secret={body['secret']}&issuer=SecureAPI"
     )
-    assert body["qrcode_url"] == "http://localhost/qrcode/alice"
+    assert body["qrcode_url"] == "/qrcode/alice"
     assert response.headers["Cache-Control"] == "no-store"
 
     (user,) = sql(db, "SELECT password, last_token FROM users WHERE username = 'alice'")
@@ -70,6 +70,8 @@ def test_register_duplicate_username_is_409(client, auth, db, taken):
         ({"username": "alice", "password": "QwertyUIOP"}, "too common"),
         ({"username": "alice", "password": "sunshine"}, "too common"),
         ({"username": "alice", "password": "pass\ud800word1"}, "valid Unicode"),
+        ({"username": "alice", "password": "\u0000" * 8}, "control characters"),
+        ({"username": "alice", "password": "long enough\u0000"}, "control characters"),
         ({"username": "alice", "password": PASSWORD, "admin": True}, "Unknown field(s): admin"),
     ],
 )
@@ -82,7 +84,8 @@ def test_register_validation(client, db, body, message):
 
 
 @pytest.mark.parametrize(
-    "data", ["not json", "[1, 2]", '"alice"', "null", "{", "\xff\xfe".encode("latin-1")]
+    "data",
+    ["not json", "[1, 2]", '"alice"', "null", "{", "\xff\xfe".encode("latin-1"), "[" * 100_000],
 )
 def test_register_malformed_json_is_400(client, data):
     response = client.post("/register", data=data, content_type="application/json")
@@ -130,6 +133,9 @@ def test_qrcode_decodes_to_otpauth_uri(client, auth):
         basic("bob", PASSWORD),  # another user's valid credentials
         basic("nobody", PASSWORD),
         {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Basic " + base64.b64encode(b"alice:\xff\xfe").decode()},
+        {"Authorization": "Basic \u00e9"},
+        {"Authorization": "Basic "},
         {"Authorization": "Bearer something"},
     ],
 )
@@ -140,6 +146,15 @@ def test_qrcode_refuses_without_that_users_credentials(client, auth, headers):
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
     assert "secret" not in response.get_data(as_text=True)
+
+
+def test_qrcode_password_guesses_count_towards_lockout(client, auth):
+    auth.register("alice")
+    for _ in range(5):
+        assert client.get("/qrcode/alice", auth=("alice", "wrong password!")).status_code == 401
+    response = client.get("/qrcode/alice", auth=("alice", PASSWORD))
+    assert response.status_code == 429
+    assert auth.login("alice").status_code == 429
 
 
 def test_qrcode_unknown_user_looks_like_wrong_password(client, auth):

@@ -39,6 +39,12 @@ def test_create_without_description_stores_null(client, headers):
     assert response.json["product"] == product | {"description": None, "id": response.json["id"]}
 
 
+def test_negative_zero_price_is_zero(client, headers):
+    response = client.post("/products", json=LAPTOP | {"price": -0.0}, headers=headers)
+    assert response.json["product"]["price"] == 0
+    assert not response.get_data(as_text=True).count("-0")
+
+
 def test_get_product_returns_numbers(client, headers):
     product_id = create(client, headers)
     response = client.get(f"/products/{product_id}", headers=headers)
@@ -61,6 +67,9 @@ def test_missing_product_is_404_everywhere(client, headers, product_id):
 def test_non_numeric_product_id_is_404(client, headers):
     assert client.get("/products/abc", headers=headers).status_code == 404
     assert client.get("/products/-1", headers=headers).status_code == 404
+    product_id = create(client, headers)
+    arabic_digit = chr(0x0660 + product_id % 10) if product_id < 10 else "\u0661"
+    assert client.get(f"/products/{arabic_digit}", headers=headers).status_code == 404
 
 
 def test_put_replaces_whole_product(client, headers):
@@ -128,6 +137,7 @@ def test_products_are_shared_between_users(client, auth):
         ({"name": "x" * 256}, "at most 255 characters"),
         ({"name": 5}, "'name' must be a string"),
         ({"name": "bad \udc80 text"}, "valid Unicode"),
+        ({"name": "a\u0000b"}, "control characters"),
         ({"description": 5}, "'description' must be a string"),
         ({"description": "x" * 65_536}, "at most 65,535 characters"),
         ({"price": None}, "'price' is required"),
@@ -198,7 +208,7 @@ def next_link(response):
     link = response.headers.get("Link")
     if link is None:
         return None
-    match = re.fullmatch(r'<http://localhost(/products\?[^>]+)>; rel="next"', link)
+    match = re.fullmatch(r'<(/products\?[^>]+)>; rel="next"', link)
     assert match, link
     return match.group(1)
 
