@@ -13,7 +13,8 @@ run: $(VENV)/.runtime system
 	$(BIN)/flask --app app init-db
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) 'app:create_app()'
 
-test: $(VENV)/.dev system
+test: $(VENV)/.dev
+	START_REDIS=1 ./scripts/prepare-system
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
