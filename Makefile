@@ -1,21 +1,23 @@
 # make run   serves the API on 127.0.0.1:5000 (HOST, PORT, WORKERS override)
+# make bench measures throughput and latency (see bench/README.md)
 # make test  runs the tests against a throwaway MariaDB database
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 5000
-WORKERS ?= 2
 
-.PHONY: run test lint format system clean
+.PHONY: run test bench lint format system clean
 
 run: $(VENV)/.runtime system
 	$(BIN)/flask --app app init-db
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) 'app:create_app()'
+	$(BIN)/gunicorn -c gunicorn.conf.py 'app:create_app()'
 
 test: $(VENV)/.dev
 	START_REDIS=1 ./scripts/prepare-system
 	$(BIN)/python -m pytest
+
+bench: $(VENV)/.dev
+	./scripts/prepare-system
+	$(BIN)/python bench/run.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

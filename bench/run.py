@@ -1,0 +1,274 @@
+"""make bench: SecureAPI under gunicorn and wrk, on a fresh database, on this machine.
+
+Seeds a products table of BENCH_ROWS rows (1,000,000), drives each scenario for
+BENCH_SECONDS (10) with wrk, measures two references in the same run (a trivial JSON
+route on the same gunicorn: the framework ceiling; bcrypt checks per second at the
+configured cost across as many processes as gunicorn has workers: the login floor),
+prints a table with ratios and appends the results to bench/results/results.jsonl.
+"""
+
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import bcrypt
+import MySQLdb
+import pyotp
+from cryptography.fernet import Fernet
+
+from app import init_db
+from config import Config
+
+DATABASE = "secure_api_bench"
+PORT = int(os.environ.get("BENCH_PORT", "5099"))
+ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+THREADS = 2
+CONNECTIONS = 16
+LOGIN_USERS = 600
+PASSWORD = "bench password 0123"
+BASE = f"http://127.0.0.1:{PORT}"
+
+
+def main():
+    if not shutil.which("wrk"):
+        subprocess.run(
+            ["sudo"] * (os.getuid() != 0) + ["apt-get", "install", "-y", "wrk"], check=True
+        )
+    rounds = Config.BCRYPT_ROUNDS
+    totp_key = Fernet.generate_key().decode()
+    env = os.environ | {
+        "MYSQL_DB": DATABASE,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "TOTP_ENCRYPTION_KEY": totp_key,
+        "RATELIMIT_ENABLED": "false",  # measure the API, not the limiter
+        "LOGIN_MAX_FAILURES": "1000000",
+        "HOST": "127.0.0.1",
+        "PORT": str(PORT),
+    }
+    settings = {key: getattr(Config, key) for key in dir(Config) if key.startswith("MYSQL_")}
+    connection = MySQLdb.connect(
+        host=Config.MYSQL_HOST,
+        port=Config.MYSQL_PORT,
+        user=Config.MYSQL_USER,
+        password=Config.MYSQL_PASSWORD,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+    cursor = connection.cursor()
+    cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+    init_db(settings | {"MYSQL_DB": DATABASE})
+    cursor.execute(f"USE {DATABASE}")
+    print(f"Seeding {ROWS:,} products and {LOGIN_USERS} users (bcrypt cost {rounds})...")
+    started = time.time()
+    cursor.execute(
+        "INSERT INTO products (name, description, price, quantity)"
+        f" SELECT CONCAT('Product ', seq), 'Seeded for the benchmark', (seq % 100000) / 100,"
+        f" seq % 1000 FROM seq_1_to_{ROWS}"
+    )
+    users = seed_users(cursor, Fernet(totp_key), rounds)
+    print(f"  seeded in {time.time() - started:.0f} s")
+
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            "--access-logfile",
+            "/dev/null",
+            "bench.wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up()
+        workers = int(
+            subprocess.run(
+                [sys.executable, "-c", "exec(open('gunicorn.conf.py').read()); print(workers)"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        token = login(users.pop(0))
+        last_after = ROWS - 100
+        scenarios = [
+            ("ceiling: GET /bench/ceiling", {"BENCH_PATH": "/bench/ceiling"}),
+            ("GET /products/<id>", {"BENCH_PATH": "/products/{id}", "BENCH_ID_MAX": str(ROWS)}),
+            ("GET /products?limit=100 (first page)", {"BENCH_PATH": "/products?limit=100"}),
+            (
+                "GET /products?limit=100 (last page)",
+                {"BENCH_PATH": f"/products?limit=100&after={last_after}"},
+            ),
+            (
+                "POST /product",
+                {
+                    "BENCH_METHOD": "POST",
+                    "BENCH_PATH": "/product",
+                    "BENCH_BODY": json.dumps({"name": "Bench", "price": 9.99, "quantity": 1}),
+                },
+            ),
+        ]
+        results = {}
+        for name, scenario in scenarios:
+            results[name] = run_wrk(scenario | {"BENCH_TOKEN": token}, CONNECTIONS)
+        bodies = ROOT / "bench/results/login-bodies.txt"
+        bodies.write_text(
+            "".join(
+                json.dumps({"username": u, "password": PASSWORD, "otp": pyotp.TOTP(s).now()}) + "\n"
+                for u, s in users
+            )
+        )
+        results["POST /login"] = run_wrk(
+            {"BENCH_METHOD": "POST", "BENCH_PATH": "/login", "BENCH_BODIES": str(bodies)},
+            workers * 2,
+        )
+        bodies.unlink()
+    finally:
+        server.terminate()
+        server.wait()
+        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+    bcrypt_rate = bcrypt_per_second(rounds, workers)
+    report(results, bcrypt_rate, workers, rounds)
+
+
+def seed_users(cursor, fernet, rounds):
+    """Users for the login scenario: one code each, as a phone would show."""
+    password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds)).decode()
+    users = [(f"bench{n}", pyotp.random_base32()) for n in range(LOGIN_USERS)]
+    cursor.executemany(
+        "INSERT INTO users (username, password, twofa_secret) VALUES (%s, %s, %s)",
+        [(name, password_hash, fernet.encrypt(secret.encode()).decode()) for name, secret in users],
+    )
+    return users
+
+
+def wait_until_up():
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{BASE}/bench/ceiling", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+def login(user):
+    username, secret = user
+    body = json.dumps(
+        {"username": username, "password": PASSWORD, "otp": pyotp.TOTP(secret).now()}
+    ).encode()
+    request = urllib.request.Request(f"{BASE}/login", body, {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request))["token"]
+
+
+def run_wrk(scenario, connections):
+    env = os.environ | scenario | {"BENCH_THREADS": str(THREADS)}
+    output = subprocess.run(
+        [
+            "wrk",
+            f"-t{THREADS}",
+            f"-c{connections}",
+            f"-d{SECONDS}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench/wrk.lua"),
+            BASE,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def bcrypt_worker(args):
+    rounds, seconds = args
+    hashed = bcrypt.hashpw(b"reference", bcrypt.gensalt(rounds))
+    count, deadline = 0, time.time() + seconds
+    while time.time() < deadline:
+        bcrypt.checkpw(b"reference", hashed)
+        count += 1
+    return count
+
+
+def bcrypt_per_second(rounds, processes, seconds=5):
+    with multiprocessing.Pool(processes) as pool:
+        return sum(pool.map(bcrypt_worker, [(rounds, seconds)] * processes)) / seconds
+
+
+def report(results, bcrypt_rate, workers, rounds):
+    ceiling = results["ceiling: GET /bench/ceiling"]["rps"]
+    first = results["GET /products?limit=100 (first page)"]
+    last = results["GET /products?limit=100 (last page)"]
+    login = results["POST /login"]
+    print(
+        f"\n{ROWS:,} products, gunicorn with {workers} sync workers, {os.cpu_count()} cores,"
+        f" wrk {THREADS} threads, {SECONDS} s per row\n"
+    )
+    print(
+        f"| {'scenario':<38} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
+        f" {'of ceiling':>10} |"
+    )
+    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 12}|")
+    for name, r in results.items():
+        print(
+            f"| {name:<38} | {r['rps']:>8.1f} | {r['p50_us'] / 1000:>7.2f} |"
+            f" {r['p99_us'] / 1000:>7.2f} | {r['errors']:>6} | {r['rps'] / ceiling:>9.1%} |"
+        )
+    page_ratio = last["p50_us"] / first["p50_us"]
+    login_ratio = login["rps"] / bcrypt_rate
+    errors = sum(r["errors"] for r in results.values())
+    print(f"\nbcrypt reference: {bcrypt_rate:.1f} checks/s at cost {rounds} in {workers} processes")
+    print(
+        f"last page / first page p50 time: {page_ratio:.2f}  (target <= 1.2)"
+        f" {'OK' if page_ratio <= 1.2 else 'MISSED'}"
+    )
+    print(
+        f"login / bcrypt bound: {login_ratio:.1%}  (target >= 90%)"
+        f" {'OK' if login_ratio >= 0.9 else 'MISSED'}"
+    )
+    print(f"errors under load: {errors}  (target 0) {'OK' if errors == 0 else 'MISSED'}")
+    record = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "rows": ROWS,
+        "workers": workers,
+        "cores": os.cpu_count(),
+        "bcrypt_rounds": rounds,
+        "bcrypt_per_second": bcrypt_rate,
+        "results": results,
+        "last_over_first_page": page_ratio,
+        "login_over_bcrypt": login_ratio,
+    }
+    with open(ROOT / "bench/results/results.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print("\nAppended to bench/results/results.jsonl")
+
+
+if __name__ == "__main__":
+    (ROOT / "bench/results").mkdir(exist_ok=True)
+    main()
