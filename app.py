@@ -1,5 +1,6 @@
 """SecureAPI: register, enrol TOTP, log in for a JWT, manage a shared product inventory."""
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -10,7 +11,9 @@ import math
 import os
 import re
 import secrets
+import select
 import sys
+import threading
 import time
 import unicodedata
 import uuid
@@ -39,6 +42,7 @@ from flask.cli import with_appcontext
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_mysqldb import MySQL
+from MySQLdb.constants import CLIENT
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -46,7 +50,60 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from config import Config
 
-mysql = MySQL()
+
+class MySQLKeptOpen(MySQL):
+    """Flask-MySQLdb, but each thread keeps its connection between requests.
+
+    Connecting costs more round trips (handshake, authentication, session settings) than
+    a whole authenticated read. Connections run in autocommit mode, so a read leaves no
+    transaction open; writes of several statements use transaction()."""
+
+    def __init__(self):
+        super().__init__()
+        self.kept = threading.local()
+
+    @property
+    def connection(self):
+        if "mysql_db" not in g:
+            settings = tuple(current_app.config[key] for key in CONNECTION_SETTINGS)
+            kept = getattr(self.kept, "connection", None)
+            if kept and (kept[0] != settings or not is_open(kept[1])):
+                close_quietly(kept[1])
+                kept = None
+            self.kept.connection = kept or (settings, self.connect)
+            g.mysql_db = self.kept.connection[1]
+        return g.mysql_db
+
+    def teardown(self, exception):
+        connection = g.pop("mysql_db", None)
+        # After a failure the connection's state is unknown: connect afresh next time.
+        if connection is not None and (exception or g.pop("database_failed", False)):
+            close_quietly(connection)
+            self.kept.connection = None
+
+
+CONNECTION_SETTINGS = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DB")
+
+
+def is_open(connection):
+    """Whether an idle connection is still usable, without a round trip: the server
+    never writes to an idle connection unless it is closing it (restart, timeout)."""
+    try:
+        poller = select.poll()
+        poller.register(connection.fileno(), select.POLLIN)
+        return not poller.poll(0)
+    except (MySQLdb.Error, OSError, ValueError):
+        return False
+
+
+def close_quietly(connection):
+    try:
+        connection.close()
+    except MySQLdb.Error:
+        pass
+
+
+mysql = MySQLKeptOpen()
 # Limits and storage come from each app's RATELIMIT_* config (see config.py).
 limiter = Limiter(get_remote_address)
 api = Blueprint("api", __name__)
@@ -95,6 +152,15 @@ def create_app(test_config=None):
         audit_log.addHandler(handler)
         audit_log.setLevel(logging.INFO)
 
+    app.config["MYSQL_CUSTOM_OPTIONS"] = {
+        # FOUND_ROWS: an UPDATE reports the rows it matched, so "no such product" is
+        # told apart from "no value changed".
+        "client_flag": CLIENT.FOUND_ROWS,
+        # A database that hangs costs a request at most this long (the C client tries
+        # a read up to three times), then the request gets a 503.
+        "read_timeout": app.config["MYSQL_READ_TIMEOUT"],
+        "write_timeout": app.config["MYSQL_READ_TIMEOUT"],
+    }
     app.url_map.converters["id"] = ProductIdConverter
     mysql.init_app(app)
     limiter.init_app(app)
@@ -167,12 +233,26 @@ def query(sql, args=()):
 
 
 def execute(sql, args=()):
-    """Run one write and commit it; return the number of rows it changed."""
+    """Run one write (autocommitted); return the number of rows it matched."""
     cursor = mysql.connection.cursor()
     try:
-        cursor.execute(sql, args)
-        mysql.connection.commit()
-        return cursor.rowcount
+        return cursor.execute(sql, args)
+    finally:
+        cursor.close()
+
+
+@contextlib.contextmanager
+def transaction():
+    """A cursor whose statements are committed together, or not at all."""
+    connection = mysql.connection
+    connection.begin()
+    cursor = connection.cursor()
+    try:
+        yield cursor
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
     finally:
         cursor.close()
 
@@ -275,6 +355,7 @@ def handle_http_error(error):
 
 
 def handle_database_unavailable(error):
+    g.database_failed = True
     log.warning("database unavailable (request %s): %s", g.get("request_id"), error)
     return error_response(
         503, "The database is unavailable; try again shortly.", {"Retry-After": "5"}
@@ -637,16 +718,17 @@ def record_failure(username, event, **details):
         return
     audit(event, username, **details)
     config = current_app.config
-    cursor = mysql.connection.cursor()
-    # The upsert locks the row until commit, so racing failures are all counted.
-    cursor.execute(
-        "INSERT INTO login_failures (username, failures) VALUES (%s, 1)"
-        " ON DUPLICATE KEY UPDATE failures = failures + 1",
-        (username,),
-    )
-    cursor.execute("SELECT failures FROM login_failures WHERE username = %s", (username,))
-    failures = cursor.fetchone()["failures"]
-    if failures >= config["LOGIN_MAX_FAILURES"]:
+    with transaction() as cursor:
+        # The upsert locks the row until commit, so racing failures are all counted.
+        cursor.execute(
+            "INSERT INTO login_failures (username, failures) VALUES (%s, 1)"
+            " ON DUPLICATE KEY UPDATE failures = failures + 1",
+            (username,),
+        )
+        cursor.execute("SELECT failures FROM login_failures WHERE username = %s", (username,))
+        failures = cursor.fetchone()["failures"]
+        if failures < config["LOGIN_MAX_FAILURES"]:
+            return
         doublings = min(failures - config["LOGIN_MAX_FAILURES"], 32)
         lockout = min(
             config["LOGIN_LOCKOUT_SECONDS"] * 2**doublings, config["LOGIN_LOCKOUT_MAX_SECONDS"]
@@ -655,9 +737,7 @@ def record_failure(username, event, **details):
             "UPDATE login_failures SET locked_until = %s WHERE username = %s",
             (now() + lockout, username),
         )
-        audit("lockout", username, seconds=lockout)
-    mysql.connection.commit()
-    cursor.close()
+    audit("lockout", username, seconds=lockout)
 
 
 def audit(event, username, **details):
@@ -718,17 +798,15 @@ def register():
     username, password = validate_registration(json_object())
     password_hash = hash_password(password)
     secret = pyotp.random_base32()  # 160 bits from the secrets module
-    cursor = mysql.connection.cursor()
     try:
-        cursor.execute(
-            "INSERT INTO users (username, password, twofa_secret) VALUES (%s, %s, %s)",
-            (username, password_hash, encrypt_secret(secret)),
-        )
+        with transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO users (username, password, twofa_secret) VALUES (%s, %s, %s)",
+                (username, password_hash, encrypt_secret(secret)),
+            )
+            codes = new_recovery_codes(cursor, cursor.lastrowid)
     except MySQLdb.IntegrityError:
         return error_response(409, "That username is already taken.")
-    codes = new_recovery_codes(cursor, cursor.lastrowid)
-    mysql.connection.commit()
-    cursor.close()
     audit("register", username)
     body = {"message": "User registered successfully"} | enrolment(username, secret)
     return body | {"recovery_codes": codes}, 201
@@ -793,47 +871,45 @@ def login():
         return error_response(401, LOGIN_FAILED)
 
     token = issue_token(user["id"])
-    cursor = mysql.connection.cursor()
     body = {"token": token, "token_type": "Bearer"}
-    if field == "otp":
-        secret = decrypt_secret(user["twofa_secret"])
-        step = matching_otp_step(secret, code)
-        # One atomic statement: of two requests with the same code, only one can move
-        # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token.
-        # Rewriting the secret encrypts a v1 plain one and moves it to the newest key.
-        accepted = step is not None and cursor.execute(
-            "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
-            " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP())"
-            " WHERE id = %s AND (last_otp_step IS NULL OR last_otp_step < %s)",
-            (step, token_digest(token), encrypt_secret(secret), user["id"], step),
-        )
-        reason = "bad_otp"
-    else:
-        # Marking the code used is atomic too: a code works once, even under racing requests.
-        accepted = cursor.execute(
-            "UPDATE recovery_codes SET used_at = UTC_TIMESTAMP()"
-            " WHERE user_id = %s AND code_hash = %s AND used_at IS NULL",
-            (user["id"], recovery_code_digest(user["id"], code)),
-        )
+    with transaction() as cursor:
+        if field == "otp":
+            secret = decrypt_secret(user["twofa_secret"])
+            step = matching_otp_step(secret, code)
+            # One atomic statement: of two requests with the same code, only one can move
+            # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token.
+            # Rewriting the secret encrypts a v1 plain one and moves it to the newest key.
+            accepted = step is not None and cursor.execute(
+                "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
+                " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP())"
+                " WHERE id = %s AND (last_otp_step IS NULL OR last_otp_step < %s)",
+                (step, token_digest(token), encrypt_secret(secret), user["id"], step),
+            )
+            reason = "bad_otp"
+        else:
+            # Marking the code used is atomic too: it works once, even under racing requests.
+            accepted = cursor.execute(
+                "UPDATE recovery_codes SET used_at = UTC_TIMESTAMP()"
+                " WHERE user_id = %s AND code_hash = %s AND used_at IS NULL",
+                (user["id"], recovery_code_digest(user["id"], code)),
+            )
+            if accepted:
+                cursor.execute(
+                    "UPDATE users SET last_token = %s WHERE id = %s",
+                    (token_digest(token), user["id"]),
+                )
+                cursor.execute(
+                    "SELECT COUNT(*) AS remaining FROM recovery_codes"
+                    " WHERE user_id = %s AND used_at IS NULL",
+                    (user["id"],),
+                )
+                body["recovery_codes_remaining"] = cursor.fetchone()["remaining"]
+            reason = "bad_recovery_code"
         if accepted:
-            cursor.execute(
-                "UPDATE users SET last_token = %s WHERE id = %s", (token_digest(token), user["id"])
-            )
-            cursor.execute(
-                "SELECT COUNT(*) AS remaining FROM recovery_codes"
-                " WHERE user_id = %s AND used_at IS NULL",
-                (user["id"],),
-            )
-            body["recovery_codes_remaining"] = cursor.fetchone()["remaining"]
-        reason = "bad_recovery_code"
+            cursor.execute("DELETE FROM login_failures WHERE username = %s", (user["username"],))
     if not accepted:
-        mysql.connection.rollback()
-        cursor.close()
         record_failure(user["username"], "login_failed", reason=reason)
         return error_response(401, LOGIN_FAILED)
-    cursor.execute("DELETE FROM login_failures WHERE username = %s", (user["username"],))
-    mysql.connection.commit()
-    cursor.close()
     if field == "recovery_code":
         audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
     audit("login_succeeded", user["username"], method=field)
@@ -854,10 +930,8 @@ def regenerate_recovery_codes():
     refusal = confirm_password(json_object())
     if refusal:
         return refusal
-    cursor = mysql.connection.cursor()
-    codes = new_recovery_codes(cursor, g.user["id"])
-    mysql.connection.commit()
-    cursor.close()
+    with transaction() as cursor:
+        codes = new_recovery_codes(cursor, g.user["id"])
     audit("recovery_codes_regenerated", g.user["username"])
     return {
         "message": "New recovery codes issued; the old ones no longer work.",
@@ -913,14 +987,11 @@ def product_not_found():
 @token_required
 def create_product():
     product = validate_product(json_object())
-    cursor = mysql.connection.cursor()
-    cursor.execute(
+    execute(
         "INSERT INTO products (name, description, price, quantity) VALUES (%s, %s, %s, %s)",
         (product["name"], product["description"], product["price"], product["quantity"]),
     )
-    product_id = cursor.lastrowid
-    mysql.connection.commit()
-    cursor.close()
+    product_id = mysql.connection.insert_id()
     body = {
         "message": "Product created successfully",
         "id": product_id,

@@ -6,8 +6,6 @@ random key once and keeps it in the instance folder (see app.load_secret_key).
 
 import os
 
-from MySQLdb.constants import CLIENT
-
 
 def env_int(name, default):
     value = os.environ.get(name)
@@ -29,12 +27,11 @@ class Config:
     MYSQL_DB = os.environ.get("MYSQL_DB", "secure_api")
     MYSQL_CURSORCLASS = "DictCursor"
     MYSQL_CHARSET = "utf8mb4"
+    MYSQL_AUTOCOMMIT = True  # several-statement writes use app.transaction()
     # Strict mode: MySQL refuses bad values instead of silently truncating them.
     MYSQL_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
     MYSQL_CONNECT_TIMEOUT = env_int("MYSQL_CONNECT_TIMEOUT", 5)
-    # FOUND_ROWS: an UPDATE reports the rows it matched, so "no such product" is
-    # told apart from "no value changed".
-    MYSQL_CUSTOM_OPTIONS = {"client_flag": CLIENT.FOUND_ROWS}
+    MYSQL_READ_TIMEOUT = env_int("MYSQL_READ_TIMEOUT", 5)
 
     JWT_EXPIRES_SECONDS = env_int("JWT_EXPIRES_SECONDS", 600)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)

@@ -115,3 +115,21 @@ def test_init_db_is_idempotent_and_keeps_data(runner, auth, db):
 
 def test_debug_is_off_by_default(app):
     assert app.debug is False
+
+
+def global_status(db, name):
+    return int(sql(db, "SHOW GLOBAL STATUS LIKE %s", (name,))[0]["Value"])
+
+
+def test_authenticated_read_costs_two_queries_and_no_connection(client, auth, db):
+    headers = auth.headers()
+    product_id = client.post(
+        "/products", json={"name": "x", "price": 1, "quantity": 1}, headers=headers
+    ).json["id"]
+    client.get(f"/products/{product_id}", headers=headers)  # warm: the connection exists
+    connections = global_status(db, "Connections")
+    questions = global_status(db, "Questions")
+    assert client.get(f"/products/{product_id}", headers=headers).status_code == 200
+    # Token check + product query, + 1: the SHOW STATUS that reads the count counts itself.
+    assert global_status(db, "Questions") - questions == 3
+    assert global_status(db, "Connections") == connections
