@@ -1,0 +1,384 @@
+"""Database outages, several app instances over one database, and load without loss.
+
+These run real servers: a private mariadbd that the tests stop, freeze and kill, and two
+gunicorn instances of the app on loopback ports.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import MySQLdb
+import pyotp
+import pytest
+
+from app import create_app, init_db
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, TEST_TOTP_KEY, app_config, sql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - not up yet
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("server did not come up")
+
+
+# --- A private database server ------------------------------------------------------------
+
+
+class PrivateMariaDB:
+    """A mariadbd of our own (own data directory and port) that tests may stop and kill."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.port = free_port()
+        self.process = None
+        shutil.chown(directory, "mysql", "mysql")
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={directory}/data",
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self.directory}/data",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--user=mysql",
+                f"--socket={self.directory}/mysqld.sock",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+                f"--pid-file={self.directory}/mysqld.pid",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: MySQLdb.connect(host="127.0.0.1", port=self.port, user="root"))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(30)
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def private_db():
+    if os.geteuid() != 0 or not shutil.which("mariadbd"):
+        pytest.skip("needs root and mariadbd to run a private database server")
+    # Not under pytest's tmp_path: mariadbd runs as mysql and cannot enter root's 0700 folder.
+    directory = tempfile.mkdtemp(prefix="secureapi-mariadb-")
+    server = PrivateMariaDB(directory)
+    server.start()
+    init_db(
+        {
+            "MYSQL_HOST": "127.0.0.1",
+            "MYSQL_PORT": server.port,
+            "MYSQL_USER": "root",
+            "MYSQL_PASSWORD": "",
+            "MYSQL_CONNECT_TIMEOUT": 2,
+            "MYSQL_DB": "outage",
+        }
+    )
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+    shutil.rmtree(directory)
+
+
+@pytest.fixture
+def outage_app(private_db, clock):
+    if private_db.process.poll() is not None:
+        private_db.start()
+    app = create_app(
+        app_config(
+            "outage",
+            CLOCK=clock,
+            MYSQL_HOST="127.0.0.1",
+            MYSQL_PORT=private_db.port,
+            MYSQL_CONNECT_TIMEOUT=2,
+            MYSQL_READ_TIMEOUT=1,
+        )
+    )
+    yield app
+    if private_db.process.poll() is not None:
+        private_db.start()
+    connection = MySQLdb.connect(
+        host="127.0.0.1", port=private_db.port, user="root", db="outage", autocommit=True
+    )
+    for table in ("users", "products", "login_failures"):
+        connection.cursor().execute(f"DELETE FROM {table}")  # noqa: S608
+    connection.close()
+
+
+def private_rows(private_db, statement):
+    connection = MySQLdb.connect(
+        host="127.0.0.1",
+        port=private_db.port,
+        user="root",
+        db="outage",
+        cursorclass=MySQLdb.cursors.DictCursor,
+    )
+    cursor = connection.cursor()
+    cursor.execute(statement)
+    rows = cursor.fetchall()
+    connection.close()
+    return rows
+
+
+def every_endpoint(client, headers, product_id):
+    body = {"name": "x", "price": 1, "quantity": 1}
+    return {
+        "register": client.post("/register", json={"username": "bob", "password": PASSWORD}),
+        "qrcode": client.get("/qrcode/alice", auth=("alice", PASSWORD)),
+        "login": client.post(
+            "/login", json={"username": "alice", "password": PASSWORD, "otp": "123456"}
+        ),
+        "list": client.get("/products", headers=headers),
+        "create": client.post("/products", json=body, headers=headers),
+        "get": client.get(f"/products/{product_id}", headers=headers),
+        "put": client.put(f"/products/{product_id}", json=body, headers=headers),
+        "patch": client.patch(f"/products/{product_id}", json={"quantity": 2}, headers=headers),
+        "delete": client.delete(f"/products/{product_id}", headers=headers),
+        "recovery-codes": client.post(
+            "/2fa/recovery-codes", json={"password": PASSWORD}, headers=headers
+        ),
+        "reset": client.post("/2fa/reset", json={"password": PASSWORD}, headers=headers),
+        "logout": client.post("/logout", headers=headers),
+    }
+
+
+def test_every_endpoint_answers_503_while_the_database_is_down(outage_app, private_db, auth):
+    client = auth.client = outage_app.test_client()
+    headers = auth.headers()
+    product_id = client.post(
+        "/products", json={"name": "kept", "price": 1, "quantity": 1}, headers=headers
+    ).json["id"]
+    private_db.stop()
+    started = time.monotonic()
+    responses = every_endpoint(client, headers, product_id)
+    assert time.monotonic() - started < 10  # refused at once, nothing hangs
+    for name, response in responses.items():
+        assert response.status_code == 503, name
+        assert response.mimetype == "application/problem+json", name
+        assert response.headers["Retry-After"] == "5", name
+        assert "MySQL" not in response.get_data(as_text=True), name
+
+    private_db.start()
+    # The first request after the database is back succeeds, with the same token.
+    assert client.get(f"/products/{product_id}", headers=headers).status_code == 200
+    assert private_rows(private_db, "SELECT username FROM users") == ({"username": "alice"},)
+    assert len(private_rows(private_db, "SELECT id FROM products")) == 1
+
+
+def test_a_hung_database_costs_a_bounded_wait_then_503(outage_app, private_db, auth):
+    client = auth.client = outage_app.test_client()
+    headers = auth.headers()
+    assert client.get("/products", headers=headers).status_code == 200
+    os.kill(private_db.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = client.get("/products", headers=headers)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(private_db.process.pid, signal.SIGCONT)
+    assert response.status_code == 503
+    assert waited < 3 * 1 + 3  # MYSQL_READ_TIMEOUT=1, tried up to three times by the client
+    assert client.get("/products", headers=headers).status_code == 200
+
+
+def test_a_database_dying_mid_request_leaves_nothing_half_written(outage_app, private_db):
+    client = outage_app.test_client()
+    client.post("/login", json={"username": "nobody", "password": "x", "otp": "1"})  # warm up
+    os.kill(private_db.process.pid, signal.SIGSTOP)
+    result = {}
+    request = threading.Thread(
+        target=lambda: result.update(
+            response=client.post("/register", json={"username": "carol", "password": PASSWORD})
+        )
+    )
+    request.start()
+    time.sleep(0.5)  # the registration is now waiting on the frozen server
+    private_db.kill()  # it dies with the transaction open
+    request.join(30)
+    assert result["response"].status_code == 503
+    private_db.start()
+    # No user, and none of the recovery codes that the same transaction wrote.
+    assert private_rows(private_db, "SELECT id FROM users") == ()
+    assert private_rows(private_db, "SELECT id FROM recovery_codes") == ()
+    response = client.post("/register", json={"username": "carol", "password": PASSWORD})
+    assert response.status_code == 201
+
+
+# --- Two instances over one database ------------------------------------------------------
+
+
+class Instance:
+    """One gunicorn running the app, with its own workers."""
+
+    def __init__(self, database, log_path):
+        self.port = free_port()
+        env = os.environ | {
+            "MYSQL_DB": database,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
+            "BCRYPT_ROUNDS": "4",
+            "RATELIMIT_ENABLED": "false",
+            "WORKERS": "2",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+        }
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                "gunicorn.conf.py",
+                "app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        wait_until(lambda: self.call("GET", "/products")[0] == 401)
+
+    def call(self, method, path, body=None, token=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        connection.request(method, path, json.dumps(body) if body is not None else None, headers)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, json.loads(data) if data else None
+
+    def login(self, username, secret, offset=0, password=PASSWORD):
+        code = pyotp.TOTP(secret).at(time.time() + 30 * offset)
+        return self.call(
+            "POST", "/login", {"username": username, "password": password, "otp": code}
+        )
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def instances(database, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("gunicorn")
+    pair = [Instance(database, logs / f"{name}.log") for name in ("a", "b")]
+    yield pair
+    for instance in pair:
+        instance.stop()
+
+
+def test_instances_agree_on_tokens_at_once(instances, auth):
+    a, b = instances
+    secret = auth.register("alice")["secret"]
+    status, body = a.login("alice", secret)
+    assert status == 200
+    first = body["token"]
+    assert b.call("GET", "/products", token=first)[0] == 200
+
+    status, body = b.login("alice", secret, offset=1)  # a new login on B...
+    assert status == 200
+    second = body["token"]
+    assert a.call("GET", "/products", token=first)[0] == 401  # ...revokes A's token on A
+    assert a.call("POST", "/logout", token=second)[0] == 200  # logout on A...
+    assert b.call("GET", "/products", token=second)[0] == 401  # ...is seen by B
+
+
+def test_instances_share_otp_replay_protection(instances, auth):
+    a, b = instances
+    secret = auth.register("alice")["secret"]
+    code = pyotp.TOTP(secret).now()
+    body = {"username": "alice", "password": PASSWORD, "otp": code}
+    assert a.call("POST", "/login", body)[0] == 200
+    assert b.call("POST", "/login", body)[0] == 401
+
+
+def test_instances_share_the_lockout(instances, auth):
+    a, b = instances
+    secret = auth.register("alice")["secret"]
+    for instance in (a, b, a, b, a):
+        assert instance.login("alice", secret, password="wrong password!")[0] == 401
+    assert b.login("alice", secret)[0] == 429
+    assert a.login("alice", secret)[0] == 429
+
+
+def test_concurrent_writes_lose_nothing(instances, auth, db):
+    a, b = instances
+    secret = auth.register("alice")["secret"]
+    token = a.login("alice", secret)[1]["token"]
+
+    def create(n):
+        instance = (a, b)[n % 2]
+        body = {"name": f"item-{n}", "price": n, "quantity": n}
+        return instance.call("POST", "/products", body, token)
+
+    with ThreadPoolExecutor(16) as pool:
+        created = list(pool.map(create, range(200)))
+    assert {status for status, _ in created} == {201}
+    ids = sorted(body["id"] for _, body in created)
+    rows = sql(db, "SELECT id, name FROM products ORDER BY id")
+    assert [row["id"] for row in rows] == ids  # every 201 has its row, and only those
+    assert len({row["name"] for row in rows}) == 200  # no duplicates
+
+    # Delete half (each id twice, from both instances), update the other half.
+    to_delete, to_update = ids[:100], ids[100:]
+    jobs = [("DELETE", i, a) for i in to_delete] + [("DELETE", i, b) for i in to_delete]
+    jobs += [("PATCH", i, (a, b)[i % 2]) for i in to_update]
+
+    def run(job):
+        method, product_id, instance = job
+        body = {"quantity": 7} if method == "PATCH" else None
+        return method, product_id, instance.call(method, f"/products/{product_id}", body, token)[0]
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(run, jobs))
+    for product_id in to_delete:
+        statuses = sorted(s for m, i, s in outcomes if m == "DELETE" and i == product_id)
+        assert statuses == [200, 404]  # exactly one delete removed it
+    assert all(s == 200 for m, _, s in outcomes if m == "PATCH")
+    rows = sql(db, "SELECT id, quantity FROM products ORDER BY id")
+    assert [row["id"] for row in rows] == to_update
+    assert {row["quantity"] for row in rows} == {7}
