@@ -26,7 +26,7 @@ import jwt
 import MySQLdb
 import pyotp
 import qrcode
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import (
     Blueprint,
     Flask,
@@ -76,7 +76,8 @@ class MySQLKeptOpen(MySQL):
 
     def teardown(self, exception):
         connection = g.pop("mysql_db", None)
-        # After a failure the connection's state is unknown: connect afresh next time.
+        # After a database error or a 500 the connection's state is unknown: connect
+        # afresh next time.
         if connection is not None and (exception or g.pop("database_failed", False)):
             close_quietly(connection)
             self.kept.connection = None
@@ -105,7 +106,7 @@ def close_quietly(connection):
 
 mysql = MySQLKeptOpen()
 # Limits and storage come from each app's RATELIMIT_* config (see config.py).
-limiter = Limiter(get_remote_address)
+limiter = Limiter(get_remote_address, on_breach=lambda limit: audit_rate_limited(limit))
 api = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("secureapi.audit")
@@ -166,6 +167,7 @@ def create_app(test_config=None):
     limiter.init_app(app)
     app.register_blueprint(api)
     app.cli.add_command(init_db_command)
+    app.cli.add_command(rotate_totp_keys_command)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(ValidationError, lambda e: error_response(400, e.message))
     app.register_error_handler(MySQLdb.OperationalError, handle_database_unavailable)
@@ -288,6 +290,32 @@ def init_db(config):
         connection.close()
 
 
+@click.command("rotate-totp-keys")
+@with_appcontext
+def rotate_totp_keys_command():
+    """Re-encrypt every TOTP secret under the first TOTP_ENCRYPTION_KEY."""
+    fernet = current_app.extensions["totp_fernet"]
+    rotated = unreadable = 0
+    for user in query("SELECT id, twofa_secret FROM users"):
+        stored = user["twofa_secret"]
+        try:
+            if PLAIN_TOTP_SECRET.fullmatch(stored):
+                new = fernet.encrypt(stored.encode()).decode("ascii")
+            else:
+                new = fernet.rotate(stored.encode()).decode("ascii")
+        except InvalidToken:
+            unreadable += 1
+            continue
+        # Only if unchanged meanwhile (a login or a 2FA reset may have written it).
+        rotated += execute(
+            "UPDATE users SET twofa_secret = %s WHERE id = %s AND twofa_secret = %s",
+            (new, user["id"], stored),
+        )
+    click.echo(f"Re-encrypted {rotated} TOTP secrets; {unreadable} could not be decrypted.")
+    if unreadable:
+        raise click.ClickException("Some secrets need a key that TOTP_ENCRYPTION_KEY lacks.")
+
+
 @click.command("init-db")
 @with_appcontext
 def init_db_command():
@@ -363,6 +391,7 @@ def handle_database_unavailable(error):
 
 
 def handle_unexpected_error(error):
+    g.database_failed = True
     log.exception("unhandled error (request %s)", g.get("request_id"))
     return error_response(500, f"Internal server error (request id {g.get('request_id')}).")
 
@@ -582,15 +611,20 @@ def encrypt_secret(secret):
 
 
 def decrypt_secret(stored):
+    """The base32 secret, or None when no configured key opens it."""
     # Secrets written in plain base32 by v1 still work; login encrypts them.
     if PLAIN_TOTP_SECRET.fullmatch(stored):
         return stored
-    return current_app.extensions["totp_fernet"].decrypt(stored.encode()).decode("ascii")
+    try:
+        return current_app.extensions["totp_fernet"].decrypt(stored.encode()).decode("ascii")
+    except InvalidToken:
+        log.error("A TOTP secret cannot be decrypted: is a key missing from TOTP_ENCRYPTION_KEY?")
+        return None
 
 
 def matching_otp_step(secret, code):
     """The time step (current one or one either side) whose TOTP equals code, else None."""
-    if not re.fullmatch(r"[0-9]{6}", code):
+    if secret is None or not re.fullmatch(r"[0-9]{6}", code):
         return None
     totp = pyotp.TOTP(secret)
     current = int(now()) // TOTP_STEP_SECONDS
@@ -694,50 +728,70 @@ def token_required(view):
 # --- Lockout and audit -----------------------------------------------------------------
 
 
-def lockout_response(username):
-    """A 429 while this account is locked out, else None."""
+def claim_attempt(username):
+    """Count a password or code attempt as failed before checking it (a success gives it
+    back), so that concurrent guesses cannot all slip in before the lockout starts.
+
+    Returns (refusal, lockout): a 429 to send now, or else the lockout in seconds that
+    this attempt starts if it fails (0 for none)."""
     if not USERNAME_PATTERN.fullmatch(username):
-        return None  # no such account can exist, and nothing is stored for it
-    rows = query("SELECT locked_until FROM login_failures WHERE username = %s", (username,))
-    locked_until = rows[0]["locked_until"] if rows else None
-    if not locked_until or locked_until <= now():
-        return None
-    retry_after = math.ceil(locked_until - now())
-    audit("login_locked", username, retry_after=retry_after)
-    return error_response(
-        429,
-        f"Too many failed attempts for this account; try again in {retry_after} seconds.",
-        {"Retry-After": str(retry_after)},
+        return None, 0  # no such account can exist, and nothing is stored for it
+    config = current_app.config
+    with transaction() as cursor:
+        cursor.execute(
+            "INSERT INTO login_failures (username, failures) VALUES (%s, 0)"
+            " ON DUPLICATE KEY UPDATE username = username",
+            (username,),
+        )
+        # Concurrent attempts on one account take turns on this row lock.
+        cursor.execute(
+            "SELECT failures, locked_until FROM login_failures WHERE username = %s FOR UPDATE",
+            (username,),
+        )
+        row = cursor.fetchone()
+        retry_after = math.ceil(row["locked_until"] - now()) if row["locked_until"] else 0
+        if retry_after <= 0:
+            failures = row["failures"] + 1
+            lockout = 0
+            if failures >= config["LOGIN_MAX_FAILURES"]:
+                doublings = min(failures - config["LOGIN_MAX_FAILURES"], 32)
+                lockout = min(
+                    config["LOGIN_LOCKOUT_SECONDS"] * 2**doublings,
+                    config["LOGIN_LOCKOUT_MAX_SECONDS"],
+                )
+            cursor.execute(
+                "UPDATE login_failures SET failures = %s, locked_until = %s WHERE username = %s",
+                (failures, now() + lockout if lockout else None, username),
+            )
+    if retry_after > 0:
+        audit("login_locked", username, retry_after=retry_after)
+        return error_response(
+            429,
+            f"Too many failed attempts for this account; try again in {retry_after} seconds.",
+            {"Retry-After": str(retry_after)},
+        ), 0
+    return None, lockout
+
+
+def give_back_attempt(username):
+    """The password was right (QR code, password confirmation): uncount the attempt."""
+    execute(
+        "UPDATE login_failures SET locked_until = IF(failures - 1 < %s, NULL, locked_until),"
+        " failures = GREATEST(failures, 1) - 1 WHERE username = %s",
+        (current_app.config["LOGIN_MAX_FAILURES"], username),
     )
 
 
-def record_failure(username, event, **details):
-    """Log a failed password or code, and count it towards the account's lockout."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        audit(event, None, **details)
-        return
-    audit(event, username, **details)
-    config = current_app.config
-    with transaction() as cursor:
-        # The upsert locks the row until commit, so racing failures are all counted.
-        cursor.execute(
-            "INSERT INTO login_failures (username, failures) VALUES (%s, 1)"
-            " ON DUPLICATE KEY UPDATE failures = failures + 1",
-            (username,),
-        )
-        cursor.execute("SELECT failures FROM login_failures WHERE username = %s", (username,))
-        failures = cursor.fetchone()["failures"]
-        if failures < config["LOGIN_MAX_FAILURES"]:
-            return
-        doublings = min(failures - config["LOGIN_MAX_FAILURES"], 32)
-        lockout = min(
-            config["LOGIN_LOCKOUT_SECONDS"] * 2**doublings, config["LOGIN_LOCKOUT_MAX_SECONDS"]
-        )
-        cursor.execute(
-            "UPDATE login_failures SET locked_until = %s WHERE username = %s",
-            (now() + lockout, username),
-        )
-    audit("lockout", username, seconds=lockout)
+def refuse(event, username, lockout, **details):
+    """Log a failed attempt (already counted by claim_attempt) and the lockout it starts."""
+    # A name no account can have is not logged: it could be a megabyte of anything.
+    audit(event, username if USERNAME_PATTERN.fullmatch(username) else None, **details)
+    if lockout:
+        audit("lockout", username, seconds=lockout)
+
+
+def audit_rate_limited(limit):
+    audit("rate_limited", None, limit=str(limit.limit), endpoint=request.endpoint)
 
 
 def audit(event, username, **details):
@@ -774,11 +828,14 @@ def confirm_password(data):
     refuse_unknown_fields(data, ("password",))
     password = require_text(data, "password")
     username = g.user["username"]
-    refusal = lockout_response(username)
-    if refusal is None and not check_password(password, g.user["password"]):
-        record_failure(username, "password_confirmation_failed")
-        refusal = error_response(403, "The password is incorrect.")
-    return refusal
+    refusal, lockout = claim_attempt(username)
+    if refusal:
+        return refusal
+    if not check_password(password, g.user["password"]):
+        refuse("password_confirmation_failed", username, lockout)
+        return error_response(403, "The password is incorrect.")
+    give_back_attempt(username)
+    return None
 
 
 def basic_credentials():
@@ -820,19 +877,24 @@ def get_qrcode(username):
         audit("qrcode_refused", None, reason="no_credentials")
         return qrcode_unauthorized()
     # Password guesses here count towards the same lockout as logins.
-    refusal = lockout_response(username)
+    refusal, lockout = claim_attempt(username)
     if refusal:
         return refusal
     user = find_user(username)
-    if not password_matches(user, credentials[1]):
-        record_failure(username, "qrcode_refused", reason="bad_credentials")
+    secret = (
+        decrypt_secret(user["twofa_secret"]) if password_matches(user, credentials[1]) else None
+    )
+    if secret is None:
+        name = user["username"] if user else username
+        refuse("qrcode_refused", name, lockout, reason="bad_credentials")
         return qrcode_unauthorized()
+    give_back_attempt(username)
     if user["twofa_confirmed_at"] is not None:
         return error_response(
             403,
             "Two-factor enrolment is already confirmed; the QR code is no longer served.",
         )
-    uri = enrolment(user["username"], decrypt_secret(user["twofa_secret"]))["otpauth_uri"]
+    uri = enrolment(user["username"], secret)["otpauth_uri"]
     image = io.BytesIO()
     qrcode.make(uri).save(image, format="PNG")
     image.seek(0)
@@ -862,12 +924,13 @@ def validate_login(data):
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 def login():
     username, password, field, code = validate_login(json_object())
-    refusal = lockout_response(username)
+    refusal, lockout = claim_attempt(username)
     if refusal:
         return refusal
     user = find_user(username)
     if not password_matches(user, password):
-        record_failure(username, "login_failed", reason="bad_password" if user else "unknown_user")
+        reason = "bad_password" if user else "unknown_user"
+        refuse("login_failed", user["username"] if user else username, lockout, reason=reason)
         return error_response(401, LOGIN_FAILED)
 
     token = issue_token(user["id"])
@@ -875,15 +938,24 @@ def login():
     with transaction() as cursor:
         if field == "otp":
             secret = decrypt_secret(user["twofa_secret"])
-            step = matching_otp_step(secret, code)
+            step = matching_otp_step(secret, code)  # None too if the secret is unreadable
             # One atomic statement: of two requests with the same code, only one can move
-            # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token.
-            # Rewriting the secret encrypts a v1 plain one and moves it to the newest key.
+            # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token; and
+            # none if a 2FA reset replaced the secret meanwhile. Rewriting the secret
+            # encrypts a v1 plain one and moves it to the newest key.
             accepted = step is not None and cursor.execute(
                 "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
                 " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP())"
-                " WHERE id = %s AND (last_otp_step IS NULL OR last_otp_step < %s)",
-                (step, token_digest(token), encrypt_secret(secret), user["id"], step),
+                " WHERE id = %s AND twofa_secret = %s"
+                " AND (last_otp_step IS NULL OR last_otp_step < %s)",
+                (
+                    step,
+                    token_digest(token),
+                    encrypt_secret(secret),
+                    user["id"],
+                    user["twofa_secret"],
+                    step,
+                ),
             )
             reason = "bad_otp"
         else:
@@ -908,7 +980,7 @@ def login():
         if accepted:
             cursor.execute("DELETE FROM login_failures WHERE username = %s", (user["username"],))
     if not accepted:
-        record_failure(user["username"], "login_failed", reason=reason)
+        refuse("login_failed", user["username"], lockout, reason=reason)
         return error_response(401, LOGIN_FAILED)
     if field == "recovery_code":
         audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
@@ -931,6 +1003,12 @@ def regenerate_recovery_codes():
     if refusal:
         return refusal
     with transaction() as cursor:
+        # The token may have been revoked while the password was being checked.
+        if not cursor.execute(
+            "SELECT id FROM users WHERE id = %s AND last_token = %s FOR UPDATE",
+            (g.user["id"], g.user["last_token"]),
+        ):
+            return invalid_token("revoked", g.user["username"])
         codes = new_recovery_codes(cursor, g.user["id"])
     audit("recovery_codes_regenerated", g.user["username"])
     return {
@@ -947,11 +1025,13 @@ def reset_two_factor():
         return refusal
     secret = pyotp.random_base32()
     # The new secret reopens the QR code until a login with it; the current token dies.
-    execute(
+    # Unless the token was revoked while the password was being checked.
+    if not execute(
         "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL, last_otp_step = NULL,"
-        " last_token = NULL WHERE id = %s",
-        (encrypt_secret(secret), g.user["id"]),
-    )
+        " last_token = NULL WHERE id = %s AND last_token = %s",
+        (encrypt_secret(secret), g.user["id"], g.user["last_token"]),
+    ):
+        return invalid_token("revoked", g.user["username"])
     audit("twofa_reset", g.user["username"])
     body = {"message": "Two-factor authentication reset; log in with a code of the new secret."}
     return body | enrolment(g.user["username"], secret)

@@ -4,8 +4,10 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 
+import bcrypt
 import pyotp
 import pytest
 import redis
@@ -110,7 +112,8 @@ def login_from(client, address, forwarded_for=None):
     )
 
 
-def test_rate_limit_trips_per_client_with_retry_after(limited_app):
+def test_rate_limit_trips_per_client_with_retry_after(limited_app, caplog):
+    caplog.set_level(logging.INFO, logger="secureapi.audit")
     client = limited_app.test_client()
     statuses = [login_from(client, "10.0.0.1").status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
@@ -119,6 +122,7 @@ def test_rate_limit_trips_per_client_with_retry_after(limited_app):
     assert response.json["message"] == "Too many requests from this client; try again later."
     assert 0 < int(response.headers["Retry-After"]) <= 60
     assert login_from(client, "10.0.0.2").status_code == 401  # another client is not limited
+    assert '"event": "rate_limited"' in caplog.text
 
 
 def test_forwarded_for_is_ignored_without_proxy_fix(limited_app):
@@ -246,6 +250,7 @@ def test_failed_recovery_codes_count_towards_lockout(client, auth):
 
 
 def test_racing_requests_with_one_recovery_code_get_one_token(app, auth):
+    app.config["LOGIN_MAX_FAILURES"] = 100  # here only replay protection is under test
     code = auth.register("alice")["recovery_codes"][0]
     barrier = threading.Barrier(6)
     statuses = []
@@ -450,3 +455,88 @@ def test_audit_log_records_security_events_without_secrets(client, auth, caplog)
     log_text = "\n".join(lines)
     for secret in secrets:
         assert secret not in log_text
+
+
+# --- Races and keys -------------------------------------------------------------------------
+
+
+def test_concurrent_guesses_cannot_slip_past_the_lockout(app, auth):
+    auth.register("alice")
+    barrier = threading.Barrier(12)
+    statuses = []
+
+    def guess():
+        client = app.test_client()
+        barrier.wait()
+        body = {"username": "alice", "password": "wrong password!", "otp": "000000"}
+        statuses.append(client.post("/login", json=body).status_code)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [401] * 5 + [429] * 7  # only five guesses were checked
+
+
+def test_login_racing_a_2fa_reset_cannot_restore_the_old_secret(app, auth, db):
+    old_secret = auth.register("alice")["secret"]
+    headers = auth.headers()
+    # A slow hash (cost 14) for this user stretches both requests' bcrypt, so that the
+    # login reads the user before the reset writes and updates after it.
+    slow = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(14)).decode()
+    sql(db, "UPDATE users SET password = %s", (slow,))
+    results = {}
+
+    def reset():
+        results["reset"] = app.test_client().post(
+            "/2fa/reset", json={"password": PASSWORD}, headers=headers
+        )
+
+    def login():
+        code = pyotp.TOTP(old_secret).at(auth.clock() + 30)
+        results["login"] = app.test_client().post(
+            "/login", json={"username": "alice", "password": PASSWORD, "otp": code}
+        )
+
+    resetting = threading.Thread(target=reset)
+    resetting.start()
+    time.sleep(0.3)
+    logging_in = threading.Thread(target=login)
+    logging_in.start()
+    resetting.join()
+    logging_in.join()
+    assert results["reset"].status_code == 200
+    assert results["login"].status_code == 401
+    auth.secrets["alice"] = results["reset"].json["secret"]
+    assert auth.login("alice", offset=1).status_code == 200  # the new secret is the one
+
+
+def test_secret_that_no_key_opens_is_a_counted_401_not_a_500(database, auth, clock, caplog):
+    auth.register("alice")
+    other_key = Fernet.generate_key().decode()
+    wrong = create_app(app_config(database, CLOCK=clock, TOTP_ENCRYPTION_KEY=other_key))
+    auth.client = wrong.test_client()
+    assert auth.login("alice").status_code == 401
+    assert auth.client.get("/qrcode/alice", auth=("alice", PASSWORD)).status_code == 401
+    assert "cannot be decrypted" in caplog.text
+    for _ in range(3):
+        auth.login("alice")
+    assert auth.login("alice").status_code == 429  # each such attempt counted
+
+
+def test_rotate_totp_keys_command(database, auth, db, clock):
+    alice = auth.register("alice")["secret"]
+    bob = auth.register("bob")["secret"]
+    sql(db, "UPDATE users SET twofa_secret = %s WHERE username = 'bob'", (bob,))  # v1 plain
+    new_key = Fernet.generate_key().decode()
+    app = create_app(
+        app_config(database, CLOCK=clock, TOTP_ENCRYPTION_KEY=f"{new_key},{TEST_TOTP_KEY}")
+    )
+    result = app.test_cli_runner().invoke(args=["rotate-totp-keys"])
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 2 TOTP secrets; 0 could not be decrypted." in result.output
+    stored = {r["username"]: r["twofa_secret"] for r in sql(db, "SELECT * FROM users")}
+    new = Fernet(new_key)
+    assert new.decrypt(stored["alice"].encode()).decode() == alice
+    assert new.decrypt(stored["bob"].encode()).decode() == bob
