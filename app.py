@@ -356,6 +356,9 @@ def validate_price(value):
 
 
 def validate_quantity(value):
+    # JSON has one number type: 3.0 is the integer 3 (so says JSON Schema, and openapi.yaml).
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError("'quantity' must be an integer.")
     if not 0 <= value <= MAX_QUANTITY:

@@ -140,7 +140,7 @@ def test_products_are_shared_between_users(client, auth):
         ({"price": 1.999}, "at most 2 decimal places"),
         ({"price": 0.1 + 0.2}, "at most 2 decimal places"),
         ({"quantity": None}, "'quantity' is required"),
-        ({"quantity": 1.0}, "'quantity' must be an integer"),
+        ({"quantity": 1.5}, "'quantity' must be an integer"),
         ({"quantity": "3"}, "'quantity' must be an integer"),
         ({"quantity": False}, "'quantity' must be an integer"),
         ({"quantity": -1}, "between 0 and 2147483647"),
@@ -189,6 +189,11 @@ def test_boundary_values_round_trip(client, headers, product):
     product_id = create(client, headers, product)
     stored = client.get(f"/products/{product_id}", headers=headers).json
     assert stored == {"description": None} | product | {"id": product_id}
+
+
+def test_integral_quantity_written_as_a_float_is_an_integer(client, headers):
+    product_id = create(client, headers, {"name": "Pen", "price": 1, "quantity": 3.0})
+    assert client.get(f"/products/{product_id}", headers=headers).json["quantity"] == 3
 
 
 # --- Pagination ---------------------------------------------------------------------------
