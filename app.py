@@ -22,10 +22,12 @@ from decimal import Decimal
 
 import bcrypt
 import click
+import flask_swagger_ui
 import jwt
 import MySQLdb
 import pyotp
 import qrcode
+import yaml
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import (
     Blueprint,
@@ -34,6 +36,7 @@ from flask import (
     current_app,
     g,
     jsonify,
+    render_template,
     request,
     send_file,
     url_for,
@@ -166,6 +169,7 @@ def create_app(test_config=None):
     mysql.init_app(app)
     limiter.init_app(app)
     app.register_blueprint(api)
+    app.register_blueprint(docs)
     app.cli.add_command(init_db_command)
     app.cli.add_command(rotate_totp_keys_command)
     app.register_error_handler(HTTPException, handle_http_error)
@@ -1128,6 +1132,44 @@ def delete_product(product_id):
     if not execute("DELETE FROM products WHERE id = %s", (product_id,)):
         return product_not_found()
     return {"message": "Product deleted"}
+
+
+# --- API description and docs page ---------------------------------------------------------
+
+# Swagger UI's own files ship in the flask-swagger-ui wheel: the page needs no CDN.
+docs = Blueprint(
+    "docs",
+    __name__,
+    static_folder=os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist"),
+    static_url_path="/docs/assets",
+)
+# Scripts and styles from this origin only; "Try it out" may only call this API.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@docs.record_once
+def load_openapi_document(state):
+    """Read openapi.yaml once, when the app is built, and keep it as JSON."""
+    with open(os.path.join(os.path.dirname(__file__), "openapi.yaml")) as f:
+        document = yaml.safe_load(f)
+    state.app.extensions["openapi_json"] = json.dumps(document).encode()
+
+
+@docs.get("/openapi.json")
+def get_openapi_document():
+    return current_app.response_class(
+        current_app.extensions["openapi_json"], mimetype="application/json"
+    )
+
+
+@docs.get("/docs")
+def get_docs():
+    response = current_app.make_response(render_template("docs.html"))
+    response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+    return response
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ def test_products_are_shared_between_users(client, auth):
         ({"price": 0.1 + 0.2}, "at most 2 decimal places"),
         ({"quantity": None}, "'quantity' is required"),
         ({"quantity": 1.0}, "'quantity' must be an integer"),
+        ({"quantity": 1.5}, "'quantity' must be an integer"),
         ({"quantity": "3"}, "'quantity' must be an integer"),
         ({"quantity": False}, "'quantity' must be an integer"),
         ({"quantity": -1}, "between 0 and 2147483647"),

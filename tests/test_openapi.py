@@ -1,0 +1,195 @@
+"""openapi.yaml against the app: a valid document, the same routes, and a fuzz run that agrees."""
+
+import base64
+import os
+import re
+from html.parser import HTMLParser
+
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, settings
+from openapi_spec_validator import validate
+
+from app import create_app
+from tests.conftest import TEST_SECRET_KEY, AuthActions
+
+DOCUMENT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "openapi.yaml")
+# The README's example user: the document's examples fetch this user's QR code.
+EXAMPLE_USER = "alice"
+EXAMPLE_PASSWORD = "a long passphrase of mine"
+# Per operation and generation mode: a couple of minutes for the whole fuzz run.
+FUZZ_EXAMPLES = 100
+
+
+@pytest.fixture(scope="module")
+def document():
+    with open(DOCUMENT_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def test_document_is_valid_openapi_3_1(document):
+    assert document["openapi"].startswith("3.1.")
+    validate(document)
+
+
+def documented_operations(document):
+    methods = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+    return {
+        (path, method.upper())
+        for path, item in document["paths"].items()
+        for method in item
+        if method in methods
+    }
+
+
+def routed_operations(app):
+    operations = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+            continue
+        # Flask's <int:product_id> is OpenAPI's {product_id}.
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        operations |= {(path, method) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    return operations
+
+
+def test_document_describes_every_route_and_nothing_else(app, document):
+    routed = routed_operations(app)
+    documented = documented_operations(document)
+    assert routed - documented == set(), "routes missing from openapi.yaml"
+    assert documented - routed == set(), "operations in openapi.yaml that the app lacks"
+
+
+def test_route_comparison_notices_drift(app, document):
+    app.add_url_rule("/undocumented", "undocumented", lambda: "", methods=["PUT"])
+    assert ("/undocumented", "PUT") in routed_operations(app) - documented_operations(document)
+
+
+def test_openapi_json_serves_the_document_without_auth(client, document):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.json == document
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_document_is_read_once_at_start_up(app, client, monkeypatch):
+    def no_reading(*args, **kwargs):
+        raise AssertionError("openapi.yaml read during a request")
+
+    monkeypatch.setattr(yaml, "safe_load", no_reading)
+    assert client.get("/openapi.json").status_code == 200
+
+
+class AssetCollector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+        self.inline_scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            if "src" in attrs:
+                self.urls.append(attrs["src"])
+            else:
+                self.inline_scripts += 1
+        elif tag == "link":
+            self.urls.append(attrs["href"])
+
+
+def test_docs_page_uses_only_local_assets(client):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe" not in policy
+
+    page = AssetCollector()
+    page.feed(response.get_data(as_text=True))
+    assert page.inline_scripts == 0
+    assert any(url.endswith("swagger-ui-bundle.js") for url in page.urls)
+    for url in page.urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# --- Fuzzing: schemathesis against the real app and the test database ---------------------
+
+# schemathesis' pytest integration needs the schema when the module is imported, before any
+# fixture has run. The app only connects to its database per request, so `fuzz_app` below
+# points it at the test database once that exists.
+fuzz_app = create_app({"TESTING": True, "SECRET_KEY": TEST_SECRET_KEY, "BCRYPT_ROUNDS": 4})
+fuzz_schema = schemathesis.openapi.from_wsgi(
+    "/openapi.json",
+    fuzz_app,
+    config=schemathesis.Config.from_dict(
+        {
+            "generation": {"max-examples": FUZZ_EXAMPLES, "database": "none"},
+            "operations": [
+                {
+                    # JSON Schema cannot say "at most 72 bytes in UTF-8" or "not one of the
+                    # 30,000 most common passwords": openapi.yaml says it in prose, and a
+                    # schema-valid password may still get its documented 400.
+                    "include-path": "/register",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "400", "409"],
+                        }
+                    },
+                }
+            ],
+        }
+    ),
+)
+# One app, database and token serve every example of an operation: that is the intent.
+SHARED_FIXTURES = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def fuzz_app_on_test_database(database, db):
+    fuzz_app.config["MYSQL_DB"] = database
+    return fuzz_app
+
+
+@pytest.fixture
+def credentials(fuzz_app_on_test_database):
+    """Headers by security scheme: a real token (register, then log in with the TOTP code),
+    and the example user's Basic credentials for the QR code."""
+    auth = AuthActions(fuzz_app_on_test_database.test_client())
+    auth.register(EXAMPLE_USER, EXAMPLE_PASSWORD)
+    basic = base64.b64encode(f"{EXAMPLE_USER}:{EXAMPLE_PASSWORD}".encode()).decode()
+    return {
+        "bearerAuth": {"Authorization": f"Bearer {auth.token('fuzzer')}"},
+        "basicAuth": {"Authorization": f"Basic {basic}"},
+    }
+
+
+def credentials_for(case, credentials):
+    """The headers the operation's `security` asks for, unless the case tests their absence."""
+    headers = {}
+    if case.operation.schema.is_security_param_negated(case):
+        return headers
+    for requirement in case.operation.definition.raw.get("security", []):
+        for scheme in requirement:
+            headers |= credentials[scheme]
+    return headers
+
+
+# /login and /logout would revoke the token that the other operations use, so they are
+# fuzzed without it (the token then fails them all, which is what they must do).
+@fuzz_schema.exclude(path=["/login", "/logout"]).parametrize()
+@SHARED_FIXTURES
+def test_fuzz_with_credentials(case, credentials):
+    case.call_and_validate(headers=credentials_for(case, credentials))
+
+
+@fuzz_schema.include(path=["/login", "/logout"]).parametrize()
+@SHARED_FIXTURES
+def test_fuzz_login_and_logout(case, fuzz_app_on_test_database):
+    case.call_and_validate()
