@@ -10,9 +10,10 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app import create_app
-from tests.conftest import TEST_SECRET_KEY, AuthActions
+from tests.conftest import AuthActions, Clock, app_config
 
 DOCUMENT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "openapi.yaml")
 # The README's example user: the document's examples fetch this user's QR code.
@@ -124,7 +125,7 @@ def test_docs_page_uses_only_local_assets(client):
 # schemathesis' pytest integration needs the schema when the module is imported, before any
 # fixture has run. The app only connects to its database per request, so `fuzz_app` below
 # points it at the test database once that exists.
-fuzz_app = create_app({"TESTING": True, "SECRET_KEY": TEST_SECRET_KEY, "BCRYPT_ROUNDS": 4})
+fuzz_app = create_app(app_config("set_by_a_fixture"))
 fuzz_schema = schemathesis.openapi.from_wsgi(
     "/openapi.json",
     fuzz_app,
@@ -161,7 +162,7 @@ def fuzz_app_on_test_database(database, db):
 def credentials(fuzz_app_on_test_database):
     """Headers by security scheme: a real token (register, then log in with the TOTP code),
     and the example user's Basic credentials for the QR code."""
-    auth = AuthActions(fuzz_app_on_test_database.test_client())
+    auth = AuthActions(fuzz_app_on_test_database.test_client(), Clock())
     auth.register(EXAMPLE_USER, EXAMPLE_PASSWORD)
     basic = base64.b64encode(f"{EXAMPLE_USER}:{EXAMPLE_PASSWORD}".encode()).decode()
     return {
@@ -186,7 +187,12 @@ def credentials_for(case, credentials):
 @fuzz_schema.exclude(path=["/login", "/logout"]).parametrize()
 @SHARED_FIXTURES
 def test_fuzz_with_credentials(case, credentials):
-    case.call_and_validate(headers=credentials_for(case, credentials))
+    # JSON Schema counts 3.0 as an integer; the API refuses it as a quantity (documented).
+    float_quantity = isinstance(case.body, dict) and isinstance(case.body.get("quantity"), float)
+    case.call_and_validate(
+        headers=credentials_for(case, credentials),
+        excluded_checks=[positive_data_acceptance] if float_quantity else [],
+    )
 
 
 @fuzz_schema.include(path=["/login", "/logout"]).parametrize()
