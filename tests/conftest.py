@@ -1,6 +1,7 @@
 """Fixtures: a real MariaDB database created for the test run and dropped after it."""
 
 import base64
+import threading
 import time
 import uuid
 
@@ -94,6 +95,25 @@ def app_config(database, **overrides):
         "BCRYPT_ROUNDS": 4,  # fast tests; production default stays 12
         "RATELIMIT_ENABLED": False,  # tests/test_abuse.py turns it on where it is tested
     } | overrides
+
+
+def post_concurrently(app, count, path, body):
+    """The statuses of `count` identical POSTs released at the same moment, each from its
+    own thread (and so its own database connection)."""
+    barrier = threading.Barrier(count)
+    statuses = []
+
+    def post():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post(path, json=body).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(statuses)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from app import create_app
-from tests.conftest import PASSWORD, TEST_TOTP_KEY, app_config, sql
+from tests.conftest import PASSWORD, TEST_TOTP_KEY, app_config, post_concurrently, sql
 
 # --- Per-account lockout ------------------------------------------------------------------
 
@@ -90,16 +90,19 @@ def test_lockout_is_case_insensitive(auth):
 
 
 @pytest.fixture
-def limited_app(database, db, clock):
-    """An app with rate limits on, in their own key space."""
-    return create_app(
-        app_config(
-            database,
-            CLOCK=clock,
-            RATELIMIT_ENABLED=True,
-            RATELIMIT_LOGIN="3 per minute",
-        )
-    )
+def make_limited_app(database, db, clock):
+    """An app with rate limits on (login: 3 per minute), plus any other settings."""
+
+    def make(**settings):
+        config = {"RATELIMIT_ENABLED": True, "RATELIMIT_LOGIN": "3 per minute"} | settings
+        return create_app(app_config(database, CLOCK=clock, **config))
+
+    return make
+
+
+@pytest.fixture
+def limited_app(make_limited_app):
+    return make_limited_app()
 
 
 def login_from(client, address, forwarded_for=None):
@@ -131,31 +134,16 @@ def test_forwarded_for_is_ignored_without_proxy_fix(limited_app):
     assert statuses[-1] == 429
 
 
-def test_forwarded_for_is_trusted_with_proxy_fix(database, db):
-    app = create_app(
-        app_config(
-            database,
-            RATELIMIT_ENABLED=True,
-            RATELIMIT_LOGIN="3 per minute",
-            PROXY_FIX_X_FOR=1,
-        )
-    )
-    client = app.test_client()
+def test_forwarded_for_is_trusted_with_proxy_fix(make_limited_app):
+    client = make_limited_app(PROXY_FIX_X_FOR=1).test_client()
     statuses = [login_from(client, "10.0.0.1", f"192.0.2.{n}").status_code for n in range(4)]
     assert statuses == [401] * 4  # four different clients behind one proxy
     statuses = [login_from(client, "10.0.0.1", "192.0.2.9").status_code for _ in range(4)]
     assert statuses[-1] == 429
 
 
-def test_register_and_qrcode_are_rate_limited(database, db):
-    app = create_app(
-        app_config(
-            database,
-            RATELIMIT_ENABLED=True,
-            RATELIMIT_REGISTER="2 per minute",
-            RATELIMIT_QRCODE="2 per minute",
-        )
-    )
+def test_register_and_qrcode_are_rate_limited(make_limited_app):
+    app = make_limited_app(RATELIMIT_REGISTER="2 per minute", RATELIMIT_QRCODE="2 per minute")
     client = app.test_client()
     statuses = [client.post("/register", json={}).status_code for _ in range(3)]
     assert statuses == [400, 400, 429]
@@ -169,21 +157,16 @@ def test_rate_limits_can_be_turned_off(client):
     assert statuses == {400}
 
 
-def test_redis_storage_shares_limits_between_instances(database, db):
-    config = app_config(
-        database,
-        RATELIMIT_ENABLED=True,
-        RATELIMIT_LOGIN="3 per minute",
-        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
-    )
+def test_redis_storage_shares_limits_between_instances(make_limited_app):
+    redis_uri = "redis://127.0.0.1:6379/0"
     address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
     server = redis.Redis(host="127.0.0.1", port=6379)
     try:
-        first = create_app(config).test_client()
+        first = make_limited_app(RATELIMIT_STORAGE_URI=redis_uri).test_client()
         assert [login_from(first, address).status_code for _ in range(3)] == [401] * 3
         assert server.keys(f"*/{address}/*")  # the counts live in Redis
         # A second instance starts with no counts of its own, yet sees the first one's.
-        second = create_app(config).test_client()
+        second = make_limited_app(RATELIMIT_STORAGE_URI=redis_uri).test_client()
         assert login_from(second, address).status_code == 429
     finally:
         keys = server.keys(f"*/{address}/*")
@@ -252,20 +235,9 @@ def test_failed_recovery_codes_count_towards_lockout(client, auth):
 def test_racing_requests_with_one_recovery_code_get_one_token(app, auth):
     app.config["LOGIN_MAX_FAILURES"] = 100  # here only replay protection is under test
     code = auth.register("alice")["recovery_codes"][0]
-    barrier = threading.Barrier(6)
-    statuses = []
-
-    def attempt():
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(recovery_login(client, code).status_code)
-
-    threads = [threading.Thread(target=attempt) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(statuses) == [200] + [401] * 5
+    body = {"username": "alice", "password": PASSWORD, "recovery_code": code}
+    statuses = post_concurrently(app, 6, "/login", body)
+    assert statuses == [200] + [401] * 5
 
 
 @pytest.mark.parametrize(
@@ -462,21 +434,9 @@ def test_audit_log_records_security_events_without_secrets(client, auth, caplog)
 
 def test_concurrent_guesses_cannot_slip_past_the_lockout(app, auth):
     auth.register("alice")
-    barrier = threading.Barrier(12)
-    statuses = []
-
-    def guess():
-        client = app.test_client()
-        barrier.wait()
-        body = {"username": "alice", "password": "wrong password!", "otp": "000000"}
-        statuses.append(client.post("/login", json=body).status_code)
-
-    threads = [threading.Thread(target=guess) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(statuses) == [401] * 5 + [429] * 7  # only five guesses were checked
+    body = {"username": "alice", "password": "wrong password!", "otp": "000000"}
+    statuses = post_concurrently(app, 12, "/login", body)
+    assert statuses == [401] * 5 + [429] * 7  # only five guesses were checked
 
 
 def test_login_racing_a_2fa_reset_cannot_restore_the_old_secret(app, auth, db):

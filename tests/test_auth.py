@@ -1,7 +1,6 @@
 import base64
 import hashlib
 import io
-import threading
 import time
 
 import jwt
@@ -10,7 +9,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, sql
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, post_concurrently, sql
 
 # --- /register ----------------------------------------------------------------------------
 
@@ -262,20 +261,8 @@ def test_racing_logins_with_one_code_get_one_token(app, auth):
     auth.register("alice")
     code = auth.code("alice")
     body = {"username": "alice", "password": PASSWORD, "otp": code}
-    barrier = threading.Barrier(8)
-    statuses = []
-
-    def attempt():
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(client.post("/login", json=body).status_code)
-
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(statuses) == [200] + [401] * 7
+    statuses = post_concurrently(app, 8, "/login", body)
+    assert statuses == [200] + [401] * 7
 
 
 # --- Bearer tokens ------------------------------------------------------------------------
