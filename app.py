@@ -39,6 +39,7 @@ from flask import (
     render_template,
     request,
     send_file,
+    send_from_directory,
     url_for,
 )
 from flask.cli import with_appcontext
@@ -166,6 +167,8 @@ def create_app(test_config=None):
         "write_timeout": app.config["MYSQL_READ_TIMEOUT"],
     }
     app.url_map.converters["id"] = ProductIdConverter
+    # "//" would be a 308 redirect built from the client's Host header: a 404 instead.
+    app.url_map.merge_slashes = False
     mysql.init_app(app)
     limiter.init_app(app)
     app.register_blueprint(api)
@@ -364,6 +367,7 @@ HTTP_STATUS_TITLES = {
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    416: "Range Not Satisfiable",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -1137,12 +1141,10 @@ def delete_product(product_id):
 # --- API description and docs page ---------------------------------------------------------
 
 # Swagger UI's own files ship in the flask-swagger-ui wheel: the page needs no CDN.
-docs = Blueprint(
-    "docs",
-    __name__,
-    static_folder=os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist"),
-    static_url_path="/docs/assets",
-)
+docs = Blueprint("docs", __name__)
+SWAGGER_UI_FILES = os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
+# Only what templates/docs.html loads; not the rest of the package (an OAuth page, etc.).
+DOCS_ASSETS = ("swagger-ui.css", "index.css", "favicon-32x32.png", "swagger-ui-bundle.js")
 # Scripts and styles from this origin only; "Try it out" may only call this API.
 DOCS_CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -1163,6 +1165,13 @@ def get_openapi_document():
     return current_app.response_class(
         current_app.extensions["openapi_json"], mimetype="application/json"
     )
+
+
+@docs.get("/docs/assets/<name>")
+def get_docs_asset(name):
+    if name not in DOCS_ASSETS:
+        abort(404)
+    return send_from_directory(SWAGGER_UI_FILES, name)
 
 
 @docs.get("/docs")

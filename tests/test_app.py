@@ -20,6 +20,14 @@ def test_unknown_route_is_json_404(client):
     }
 
 
+@pytest.mark.parametrize("path", ["/products//1", "//products", "/qrcode//alice"])
+def test_doubled_slashes_are_404_not_a_redirect_to_the_host_header(client, path):
+    response = client.get(path, headers={"Host": "attacker.example"})
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    assert response.mimetype == "application/problem+json"
+
+
 def test_wrong_method_is_json_405_with_allow(client):
     response = client.delete("/register")
     assert response.status_code == 405

@@ -100,6 +100,22 @@ class AssetCollector(HTMLParser):
             self.urls.append(attrs["href"])
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/assets/oauth2-redirect.html",
+        "/docs/assets/LICENSE",
+        "/docs/assets/../app.py",
+        "/docs/assets/%2e%2e%2fapp.py",
+        "/docs/assets/swagger-ui.js",
+    ],
+)
+def test_docs_assets_serve_only_what_the_page_loads(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
 def test_docs_page_uses_only_local_assets(client):
     response = client.get("/docs")
     assert response.status_code == 200
