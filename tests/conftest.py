@@ -49,11 +49,13 @@ def connect(database=None):
 @pytest.fixture(scope="session")
 def database():
     name = f"secure_api_test_{uuid.uuid4().hex[:12]}"
-    init_db(server_settings() | {"MYSQL_DB": name})
-    yield name
-    connection = connect()
-    connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-    connection.close()
+    try:
+        init_db(server_settings() | {"MYSQL_DB": name})
+        yield name
+    finally:  # also when the schema failed to apply
+        connection = connect()
+        connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
 
 
 @pytest.fixture
