@@ -468,7 +468,9 @@ def has_control_characters(value):
 def refuse_unknown_fields(data, allowed):
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
+        # Echo a few short names only: a key can be a megabyte long.
+        names = ", ".join(name[:40] for name in unknown[:5])
+        raise ValidationError(f"Unknown field(s): {names}{', ...' if len(unknown) > 5 else ''}.")
 
 
 def validate_registration(data):
@@ -846,6 +848,15 @@ def confirm_password(data):
     return None
 
 
+def lock_token_holder(cursor):
+    """Lock the user's row for the rest of the transaction, if the request's token is still
+    the current one: a logout or login may have revoked it while bcrypt was running."""
+    return cursor.execute(
+        "SELECT id FROM users WHERE id = %s AND last_token = %s FOR UPDATE",
+        (g.user["id"], g.user["last_token"]),
+    )
+
+
 def basic_credentials():
     """(username, password) from HTTP Basic auth, or None."""
     try:
@@ -1011,11 +1022,7 @@ def regenerate_recovery_codes():
     if refusal:
         return refusal
     with transaction() as cursor:
-        # The token may have been revoked while the password was being checked.
-        if not cursor.execute(
-            "SELECT id FROM users WHERE id = %s AND last_token = %s FOR UPDATE",
-            (g.user["id"], g.user["last_token"]),
-        ):
+        if not lock_token_holder(cursor):
             return invalid_token("revoked", g.user["username"])
         codes = new_recovery_codes(cursor, g.user["id"])
     audit("recovery_codes_regenerated", g.user["username"])
@@ -1032,14 +1039,15 @@ def reset_two_factor():
     if refusal:
         return refusal
     secret = pyotp.random_base32()
-    # The new secret reopens the QR code until a login with it; the current token dies.
-    # Unless the token was revoked while the password was being checked.
-    if not execute(
-        "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL, last_otp_step = NULL,"
-        " last_token = NULL WHERE id = %s AND last_token = %s",
-        (encrypt_secret(secret), g.user["id"], g.user["last_token"]),
-    ):
-        return invalid_token("revoked", g.user["username"])
+    with transaction() as cursor:
+        if not lock_token_holder(cursor):
+            return invalid_token("revoked", g.user["username"])
+        # The new secret reopens the QR code until a login with it; the current token dies.
+        cursor.execute(
+            "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL,"
+            " last_otp_step = NULL, last_token = NULL WHERE id = %s",
+            (encrypt_secret(secret), g.user["id"]),
+        )
     audit("twofa_reset", g.user["username"])
     body = {"message": "Two-factor authentication reset; log in with a code of the new secret."}
     return body | enrolment(g.user["username"], secret)

@@ -283,3 +283,10 @@ def test_bad_pagination_parameters_are_400(client, headers, query):
 @pytest.mark.parametrize("limit", ["1", "1000"])
 def test_limit_bounds_are_accepted(client, headers, limit):
     assert client.get(f"/products?limit={limit}", headers=headers).status_code == 200
+
+
+def test_unknown_fields_are_named_briefly(client, headers):
+    body = LAPTOP | {"x" * 100_000: 1} | {f"extra{n}": n for n in range(10)}
+    response = client.post("/products", json=body, headers=headers)
+    assert response.status_code == 400
+    assert len(response.json["message"]) < 300
