@@ -1,10 +1,15 @@
 """Configuration read from the environment, with safe typed defaults.
 
 Nothing secret has a default here: without SECRET_KEY the application generates a
-random key once and keeps it in the instance folder (see app.load_secret_key).
+random key once and keeps it in the instance folder (load_instance_secret). The clock that
+lockout and one-time codes read is a setting too, so tests can move it.
 """
 
 import os
+import secrets
+import time
+
+from flask import current_app
 
 
 def env_int(name, default):
@@ -22,6 +27,30 @@ def env_bool(name, default):
     return default if value == "" else value in ("1", "true", "yes", "on")
 
 
+def load_instance_secret(instance_path, name, generate=lambda: secrets.token_urlsafe(48)):
+    """Return the key kept in instance/<name>, creating it on first use."""
+    path = os.path.join(instance_path, name)
+    if not os.path.exists(path):
+        os.makedirs(instance_path, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}"
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(generate())
+        # link() is atomic and never overwrites: concurrent workers all end up with one key.
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    with open(path) as f:
+        return f.read().strip()
+
+
+def now():
+    """Unix time; tests move it through the CLOCK setting instead of sleeping."""
+    return current_app.config["CLOCK"]()
+
+
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or None
 
@@ -32,7 +61,7 @@ class Config:
     MYSQL_DB = os.environ.get("MYSQL_DB", "secure_api")
     MYSQL_CURSORCLASS = "DictCursor"
     MYSQL_CHARSET = "utf8mb4"
-    MYSQL_AUTOCOMMIT = True  # several-statement writes use app.transaction()
+    MYSQL_AUTOCOMMIT = True  # several-statement writes use db.transaction()
     # Strict mode: MySQL refuses bad values instead of silently truncating them.
     MYSQL_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
     MYSQL_CONNECT_TIMEOUT = env_int("MYSQL_CONNECT_TIMEOUT", 5)
@@ -64,3 +93,4 @@ class Config:
     PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
 
     MAX_CONTENT_LENGTH = 1024 * 1024
+    CLOCK = staticmethod(time.time)

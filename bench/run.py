@@ -27,8 +27,8 @@ import MySQLdb
 import pyotp
 from cryptography.fernet import Fernet
 
-from app import init_db
 from config import Config
+from db import init_db
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))

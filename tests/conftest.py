@@ -9,8 +9,9 @@ import MySQLdb
 import pyotp
 import pytest
 
-from app import create_app, init_db
+from app import create_app
 from config import Config
+from db import init_db
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
 PASSWORD = "correct horse battery staple"

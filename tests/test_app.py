@@ -4,7 +4,8 @@ import stat
 
 import pytest
 
-from app import create_app, load_instance_secret
+from app import create_app
+from config import load_instance_secret
 from tests.conftest import app_config, sql
 
 

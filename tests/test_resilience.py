@@ -22,7 +22,8 @@ import MySQLdb
 import pyotp
 import pytest
 
-from app import create_app, init_db
+from app import create_app
+from db import init_db
 from tests.conftest import PASSWORD, TEST_SECRET_KEY, TEST_TOTP_KEY, app_config, sql
 
 ROOT = Path(__file__).resolve().parent.parent

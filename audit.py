@@ -1,0 +1,33 @@
+"""The audit log: one JSON line per security event on the "secureapi.audit" logger.
+Never give it passwords, codes or tokens."""
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from flask import g, request
+
+audit_log = logging.getLogger("secureapi.audit")
+
+
+def init_audit_log():
+    """Audit lines go to standard error unless the deployment routes the logger itself."""
+    if not audit_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit_log.addHandler(handler)
+        audit_log.setLevel(logging.INFO)
+
+
+def audit(event, username, **details):
+    """One JSON line per security event. json.dumps escapes control characters, so a
+    username or header cannot forge a line."""
+    record = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "event": event,
+        "username": username,
+        "client": request.remote_addr,
+        "request_id": g.get("request_id"),
+    } | details
+    audit_log.info(json.dumps(record, ensure_ascii=True))

@@ -1,0 +1,108 @@
+"""Every error answer (RFC 9457 problem+json) and the hooks every response passes through:
+request ids, the body-size limit, security headers. No route and no business rule here."""
+
+import logging
+import uuid
+
+from flask import abort, current_app, g, jsonify, request
+
+import db
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    416: "Range Not Satisfiable",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+HTTP_ERROR_MESSAGES = {
+    404: "The requested URL was not found.",
+    405: "The method is not allowed for the requested URL.",
+    413: "The request body is larger than 1 MiB.",
+    415: "The request body must be JSON (Content-Type: application/json).",
+    429: "Too many requests from this client; try again later.",
+}
+
+
+class ValidationError(Exception):
+    """Bad input from the client; becomes a 400 with this message."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def error_response(status, message, headers=None):
+    """The one builder of error bodies: RFC 9457 problem details plus `message`."""
+    response = jsonify(
+        {
+            "type": "about:blank",
+            "title": HTTP_STATUS_TITLES.get(status, "Error"),
+            "status": status,
+            "message": message,
+        }
+    )
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    response.headers.update(headers or {})
+    return response
+
+
+def handle_validation_error(error):
+    return error_response(400, error.message)
+
+
+def handle_http_error(error):
+    message = HTTP_ERROR_MESSAGES.get(error.code, error.description)
+    headers = {}
+    if error.code == 405 and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return error_response(error.code, message, headers)
+
+
+def handle_database_unavailable(error):
+    db.forget_connection()
+    log.warning("database unavailable (request %s): %s", g.get("request_id"), error)
+    return error_response(
+        503, "The database is unavailable; try again shortly.", {"Retry-After": "5"}
+    )
+
+
+def handle_unexpected_error(error):
+    db.forget_connection()
+    log.exception("unhandled error (request %s)", g.get("request_id"))
+    return error_response(500, f"Internal server error (request id {g.get('request_id')}).")
+
+
+def assign_request_id():
+    g.request_id = uuid.uuid4().hex
+
+
+def refuse_oversized_body():
+    """413 for any body over the limit, even where the view never reads it."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None:
+        if request.content_length > limit:
+            abort(413)
+    # A chunked body has no length up front; Werkzeug cuts it at the limit without a word.
+    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        if len(request.get_data()) >= limit:
+            abort(413)
+
+
+def add_security_headers(response):
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Responses carry secrets, tokens, QR codes or private inventory: no cache keeps them.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    return response

@@ -1,0 +1,180 @@
+"""Blueprint for the shared product inventory: strict validation of product fields and
+the CRUD routes, all behind token_required."""
+
+import math
+from decimal import Decimal
+
+from flask import Blueprint, jsonify, request, url_for
+
+from db import execute, last_insert_id, query
+from errors import ValidationError, error_response
+from tokens import token_required
+from validation import (
+    has_control_characters,
+    json_object,
+    refuse_unknown_fields,
+    text,
+    validate_cursor,
+    validate_limit,
+)
+
+bp = Blueprint("products", __name__)
+
+PRODUCT_FIELDS = ("name", "description", "price", "quantity")
+MAX_PRICE = Decimal("99999999.99")
+MAX_QUANTITY = 2_147_483_647
+
+
+def validate_product(data, partial=False):
+    """Return the cleaned product fields of a create (PUT too) or a partial update."""
+    refuse_unknown_fields(data, PRODUCT_FIELDS)
+    if partial and not data:
+        raise ValidationError("Give at least one of: name, description, price, quantity.")
+    required = () if partial else ("name", "price", "quantity")
+    for field in required:
+        if data.get(field) is None:
+            raise ValidationError(f"'{field}' is required.")
+    product = {}
+    if "name" in data:
+        product["name"] = validate_name(data["name"])
+    if "description" in data:
+        product["description"] = validate_description(data["description"])
+    elif not partial:
+        product["description"] = None
+    if "price" in data:
+        product["price"] = validate_price(data["price"])
+    if "quantity" in data:
+        product["quantity"] = validate_quantity(data["quantity"])
+    return product
+
+
+def validate_name(value):
+    name = text(value, "name")
+    if not name.strip():
+        raise ValidationError("'name' must not be blank.")
+    if has_control_characters(name):
+        raise ValidationError("'name' must not contain control characters.")
+    if len(name) > 255:
+        raise ValidationError("'name' must be at most 255 characters.")
+    return name
+
+
+def validate_description(value):
+    if value is None:
+        return None
+    description = text(value, "description")
+    if len(description) > 65_535:
+        raise ValidationError("'description' must be at most 65,535 characters.")
+    return description
+
+
+def validate_price(value):
+    # bool is a subclass of int; true is not a price.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError("'price' must be a number.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("'price' must be a finite number.")
+    price = Decimal(str(value))
+    if not 0 <= price <= MAX_PRICE:
+        raise ValidationError("'price' must be between 0 and 99999999.99.")
+    if price.as_tuple().exponent < -2:
+        raise ValidationError("'price' must have at most 2 decimal places.")
+    return abs(price)  # -0.0 is 0
+
+
+def validate_quantity(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("'quantity' must be an integer.")
+    if not 0 <= value <= MAX_QUANTITY:
+        raise ValidationError("'quantity' must be between 0 and 2147483647.")
+    return value
+
+
+def product_json(row):
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "price": float(row["price"]),  # a JSON number; DECIMAL(10,2) fits a float exactly enough
+        "quantity": row["quantity"],
+    }
+
+
+def fetch_product(product_id):
+    rows = query(
+        "SELECT id, name, description, price, quantity FROM products WHERE id = %s",
+        (product_id,),
+    )
+    return rows[0] if rows else None
+
+
+def product_not_found():
+    return error_response(404, "No product has that id.")
+
+
+@bp.post("/product")
+@bp.post("/products")
+@token_required
+def create_product():
+    product = validate_product(json_object())
+    execute(
+        "INSERT INTO products (name, description, price, quantity) VALUES (%s, %s, %s, %s)",
+        (product["name"], product["description"], product["price"], product["quantity"]),
+    )
+    product_id = last_insert_id()
+    body = {
+        "message": "Product created successfully",
+        "id": product_id,
+        "product": product_json(product | {"id": product_id}),
+    }
+    return body, 201, {"Location": url_for("products.get_product", product_id=product_id)}
+
+
+@bp.get("/products")
+@token_required
+def list_products():
+    limit = validate_limit(request.args.get("limit"))
+    after = validate_cursor(request.args.get("after"))
+    # Keyset pagination: the primary key index finds the page start, whatever the page.
+    rows = query(
+        "SELECT id, name, description, price, quantity FROM products"
+        " WHERE id > %s ORDER BY id LIMIT %s",
+        (after, limit + 1),
+    )
+    response = jsonify([product_json(row) for row in rows[:limit]])
+    if len(rows) > limit:
+        next_url = url_for("products.list_products", limit=limit, after=rows[limit - 1]["id"])
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
+@bp.get("/products/<id:product_id>")
+@token_required
+def get_product(product_id):
+    row = fetch_product(product_id)
+    return product_json(row) if row else product_not_found()
+
+
+@bp.put("/products/<id:product_id>")
+@bp.patch("/products/<id:product_id>")
+@token_required
+def update_product(product_id):
+    changes = validate_product(json_object(), partial=request.method == "PATCH")
+    # Column names come from PRODUCT_FIELDS (validate_product refuses any other key).
+    assignments = ", ".join(f"{field} = %s" for field in changes)
+    updated = execute(
+        f"UPDATE products SET {assignments} WHERE id = %s",  # noqa: S608
+        (*changes.values(), product_id),
+    )
+    row = fetch_product(product_id) if updated else None
+    if row is None:  # absent, or deleted by someone else in between
+        return product_not_found()
+    return {"message": "Product updated", "product": product_json(row)}
+
+
+@bp.delete("/products/<id:product_id>")
+@token_required
+def delete_product(product_id):
+    if not execute("DELETE FROM products WHERE id = %s", (product_id,)):
+        return product_not_found()
+    return {"message": "Product deleted"}

@@ -1,0 +1,98 @@
+"""Access tokens: issuing JWTs, and token_required, the one reader of the Authorization
+header, which lets a view run only for the holder of the user's current token (g.user)."""
+
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+import jwt
+from flask import current_app, g, request
+
+from audit import audit
+from db import query
+from errors import error_response
+
+BEARER_REALM = 'Bearer realm="SecureAPI"'
+
+
+def token_digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(user_id):
+    issued_at = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "iat": issued_at,
+        "exp": issued_at + current_app.config["JWT_EXPIRES_SECONDS"],
+        "jti": secrets.token_urlsafe(16),
+    }
+    return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm="HS256")
+
+
+def invalid_token(reason, username=None):
+    audit("token_refused", username, reason=reason)
+    return error_response(
+        401,
+        "The access token is invalid, expired or revoked; log in again.",
+        {"WWW-Authenticate": f'{BEARER_REALM}, error="invalid_token"'},
+    )
+
+
+def token_required(view):
+    """Let the view run only for the holder of the user's current, valid token (g.user)."""
+
+    @functools.wraps(view)
+    def wrapped(**kwargs):
+        header = request.headers.get("Authorization")
+        if not header:
+            audit("token_refused", None, reason="missing")
+            return error_response(
+                401,
+                "An access token is required (Authorization: Bearer <token>).",
+                {"WWW-Authenticate": BEARER_REALM},
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or " " in token:
+            return invalid_token("malformed")
+        try:
+            claims = jwt.decode(
+                token,
+                current_app.config["SECRET_KEY"],
+                algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
+                options={"require": ["exp", "iat", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            return invalid_token("expired")
+        except jwt.InvalidTokenError:
+            return invalid_token("invalid")
+        subject = claims["sub"]
+        if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
+            return invalid_token("invalid")
+        rows = query(
+            "SELECT id, username, password, last_token FROM users WHERE id = %s", (subject,)
+        )
+        # Only the digest of the latest login's token is stored: logout, a new login and
+        # a 2FA reset revoke every earlier token.
+        if (
+            not rows
+            or not rows[0]["last_token"]
+            or not hmac.compare_digest(rows[0]["last_token"], token_digest(token))
+        ):
+            return invalid_token("revoked", rows[0]["username"] if rows else None)
+        g.user = rows[0]
+        return view(**kwargs)
+
+    return wrapped
+
+
+def lock_token_holder(cursor):
+    """Lock the user's row for the rest of the transaction, if the request's token is still
+    the current one: a logout or login may have revoked it while bcrypt was running."""
+    return cursor.execute(
+        "SELECT id FROM users WHERE id = %s AND last_token = %s FOR UPDATE",
+        (g.user["id"], g.user["last_token"]),
+    )

@@ -1,0 +1,117 @@
+"""The second factor: TOTP secrets encrypted at rest (with key rotation), one-time codes
+checked against the clock, and single-use recovery codes stored as digests. It writes only
+through the cursor or the statements it is given; routes decide when."""
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+
+import click
+import pyotp
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flask import current_app
+from flask.cli import with_appcontext
+
+from config import load_instance_secret, now
+from db import execute, query
+
+log = logging.getLogger(__name__)
+
+TOTP_STEP_SECONDS = 30
+PLAIN_TOTP_SECRET = re.compile(r"[A-Z2-7]{16,64}")  # v1 stored base32 unencrypted
+RECOVERY_CODE_COUNT = 10
+RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # 32 symbols, no 0/o or 1/l
+
+
+def totp_fernet(app):
+    """TOTP secrets are encrypted at rest with their own key(s), never the JWT key.
+    TOTP_ENCRYPTION_KEY lists Fernet keys, newest first: the first encrypts, all decrypt."""
+    keys = app.config["TOTP_ENCRYPTION_KEY"] or load_instance_secret(
+        app.instance_path, "totp_encryption_key", lambda: Fernet.generate_key().decode()
+    )
+    keys = [key.strip() for key in keys.split(",") if key.strip()]
+    if app.config["SECRET_KEY"] in keys:
+        raise RuntimeError("TOTP_ENCRYPTION_KEY must not be the SECRET_KEY")
+    try:
+        return MultiFernet([Fernet(key) for key in keys])
+    except ValueError:
+        raise RuntimeError(
+            "TOTP_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64-encoded bytes),"
+            " separated by commas"
+        ) from None
+
+
+def encrypt_secret(secret):
+    return current_app.extensions["totp_fernet"].encrypt(secret.encode()).decode("ascii")
+
+
+def decrypt_secret(stored):
+    """The base32 secret, or None when no configured key opens it."""
+    # Secrets written in plain base32 by v1 still work; login encrypts them.
+    if PLAIN_TOTP_SECRET.fullmatch(stored):
+        return stored
+    try:
+        return current_app.extensions["totp_fernet"].decrypt(stored.encode()).decode("ascii")
+    except InvalidToken:
+        log.error("A TOTP secret cannot be decrypted: is a key missing from TOTP_ENCRYPTION_KEY?")
+        return None
+
+
+def matching_otp_step(secret, code):
+    """The time step (current one or one either side) whose TOTP equals code, else None."""
+    if secret is None or not re.fullmatch(r"[0-9]{6}", code):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now()) // TOTP_STEP_SECONDS
+    for step in (current - 1, current, current + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def new_recovery_codes(cursor, user_id):
+    """Replace the user's recovery codes with fresh ones (in the caller's transaction)."""
+    codes = [
+        "-".join("".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(4)) for _ in range(3))
+        for _ in range(RECOVERY_CODE_COUNT)
+    ]
+    cursor.execute("DELETE FROM recovery_codes WHERE user_id = %s", (user_id,))
+    cursor.executemany(
+        "INSERT INTO recovery_codes (user_id, code_hash) VALUES (%s, %s)",
+        [(user_id, recovery_code_digest(user_id, code)) for code in codes],
+    )
+    return codes
+
+
+def recovery_code_digest(user_id, code):
+    # 60 random bits per code: too many to brute-force from a dump; salted by user id.
+    normalized = re.sub(r"[\s-]", "", code).lower()
+    return hashlib.sha256(f"{user_id}:{normalized}".encode()).hexdigest()
+
+
+@click.command("rotate-totp-keys")
+@with_appcontext
+def rotate_totp_keys_command():
+    """Re-encrypt every TOTP secret under the first TOTP_ENCRYPTION_KEY."""
+    fernet = current_app.extensions["totp_fernet"]
+    rotated = unreadable = 0
+    for user in query("SELECT id, twofa_secret FROM users"):
+        stored = user["twofa_secret"]
+        try:
+            if PLAIN_TOTP_SECRET.fullmatch(stored):
+                new = fernet.encrypt(stored.encode()).decode("ascii")
+            else:
+                new = fernet.rotate(stored.encode()).decode("ascii")
+        except InvalidToken:
+            unreadable += 1
+            continue
+        # Only if unchanged meanwhile (a login or a 2FA reset may have written it).
+        rotated += execute(
+            "UPDATE users SET twofa_secret = %s WHERE id = %s AND twofa_secret = %s",
+            (new, user["id"], stored),
+        )
+    click.echo(f"Re-encrypted {rotated} TOTP secrets; {unreadable} could not be decrypted.")
+    if unreadable:
+        raise click.ClickException("Some secrets need a key that TOTP_ENCRYPTION_KEY lacks.")
