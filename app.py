@@ -15,12 +15,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import auth
 import docs
 import errors
+import me
 import products
+import users
 from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
 from passwords import dummy_password_hash
 from rate_limits import limiter
+from tokens import ROLES
 from two_factor import rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
 
@@ -35,6 +38,10 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = load_instance_secret(app.instance_path, "secret_key")
     if len(app.config["SECRET_KEY"].encode()) < 32:
         raise RuntimeError("SECRET_KEY must be at least 32 bytes long")
+    if app.config["REGISTRATION"] not in ("open", "closed"):
+        raise RuntimeError("REGISTRATION must be open or closed")
+    if app.config["REGISTRATION_ROLE"] not in ROLES:
+        raise RuntimeError("REGISTRATION_ROLE must be viewer, editor or admin")
     app.extensions["totp_fernet"] = totp_fernet(app)
     app.config["DUMMY_PASSWORD_HASH"] = dummy_password_hash(app.config["BCRYPT_ROUNDS"])
     if app.config["PROXY_FIX_X_FOR"]:
@@ -49,7 +56,9 @@ def create_app(test_config=None):
     limiter.init_app(app)
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(me.bp)
     app.register_blueprint(products.bp)
+    app.register_blueprint(users.bp)
     app.register_blueprint(docs.bp)
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
@@ -62,6 +71,8 @@ def create_app(test_config=None):
 
     app.cli.add_command(init_db_command)
     app.cli.add_command(rotate_totp_keys_command)
+    app.cli.add_command(users.create_user_command)
+    app.cli.add_command(users.set_role_command)
     return app
 
 

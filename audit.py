@@ -6,7 +6,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from flask import g, request
+from flask import g, has_request_context, request
 
 audit_log = logging.getLogger("secureapi.audit")
 
@@ -27,7 +27,8 @@ def audit(event, username, **details):
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "event": event,
         "username": username,
-        "client": request.remote_addr,
+        # None for the CLI, which has no client.
+        "client": request.remote_addr if has_request_context() else None,
         "request_id": g.get("request_id"),
     } | details
     audit_log.info(json.dumps(record, ensure_ascii=True))

@@ -4,21 +4,16 @@ this module only orders them."""
 
 import io
 
-import MySQLdb
 import pyotp
 import qrcode
 from flask import Blueprint, current_app, g, request, send_file, url_for
 
+from accounts import UsernameTaken, create_account, second_factor, validate_username
 from audit import audit
 from db import execute, query, transaction
-from errors import ValidationError, error_response
+from errors import error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, refuse
-from passwords import (
-    check_password,
-    hash_password,
-    password_matches,
-    validate_new_password,
-)
+from passwords import check_password, password_matches, validate_new_password
 from rate_limits import limiter
 from tokens import invalid_token, issue_token, lock_token_holder, token_digest, token_required
 from two_factor import (
@@ -26,7 +21,9 @@ from two_factor import (
     encrypt_secret,
     matching_otp_step,
     new_recovery_codes,
-    recovery_code_digest,
+    otpauth_uri,
+    remaining_recovery_codes,
+    use_recovery_code,
 )
 from validation import USERNAME_PATTERN, json_object, refuse_unknown_fields, require_text
 
@@ -38,43 +35,32 @@ BASIC_REALM = 'Basic realm="SecureAPI", charset="UTF-8"'
 
 def validate_registration(data):
     refuse_unknown_fields(data, ("username", "password"))
-    username = require_text(data, "username")
-    password = require_text(data, "password")
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise ValidationError(
-            "'username' must be 3-64 characters: letters, digits, '.', '_', '-' or '@'."
-        )
-    return username, validate_new_password(password)
+    username = validate_username(require_text(data, "username"))
+    return username, validate_new_password(require_text(data, "password"))
 
 
 def validate_login(data):
     refuse_unknown_fields(data, ("username", "password", "otp", "recovery_code"))
     username = require_text(data, "username")
     password = require_text(data, "password")
-    if ("otp" in data) == ("recovery_code" in data):
-        raise ValidationError("Give exactly one of 'otp' and 'recovery_code'.")
-    field = "otp" if "otp" in data else "recovery_code"
-    return username, password, field, require_text(data, field)
+    return username, password, *second_factor(data)
 
 
 def find_user(username):
     if not USERNAME_PATTERN.fullmatch(username):
         return None
     rows = query(
-        "SELECT id, username, password, twofa_secret, last_otp_step, twofa_confirmed_at"
-        " FROM users WHERE username = %s",
+        "SELECT id, username, password, twofa_secret, last_otp_step, twofa_confirmed_at,"
+        " role, disabled FROM users WHERE username = %s",
         (username,),
     )
     return rows[0] if rows else None
 
 
 def enrolment(username, secret):
-    uri = pyotp.TOTP(secret).provisioning_uri(
-        name=username, issuer_name=current_app.config["TOTP_ISSUER"]
-    )
     return {
         "secret": secret,
-        "otpauth_uri": uri,
+        "otpauth_uri": otpauth_uri(username, secret),
         # Relative URLs: nothing in a response comes from the client's Host header.
         "qrcode_url": url_for("auth.get_qrcode", username=username),
     }
@@ -118,21 +104,17 @@ def qrcode_unauthorized():
 @bp.post("/register")
 @limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
 def register():
+    if current_app.config["REGISTRATION"] == "closed":
+        return error_response(403, "Registration is closed.")
     username, password = validate_registration(json_object())
-    password_hash = hash_password(password)
-    secret = pyotp.random_base32()  # 160 bits from the secrets module
+    role = current_app.config["REGISTRATION_ROLE"]
     try:
-        with transaction() as cursor:
-            cursor.execute(
-                "INSERT INTO users (username, password, twofa_secret) VALUES (%s, %s, %s)",
-                (username, password_hash, encrypt_secret(secret)),
-            )
-            codes = new_recovery_codes(cursor, cursor.lastrowid)
-    except MySQLdb.IntegrityError:
+        _, secret, codes = create_account(username, password, role)
+    except UsernameTaken:
         return error_response(409, "That username is already taken.")
-    audit("register", username)
-    body = {"message": "User registered successfully"} | enrolment(username, secret)
-    return body | {"recovery_codes": codes}, 201
+    audit("register", username, role=role)
+    body = {"message": "User registered successfully", "role": role}
+    return body | enrolment(username, secret) | {"recovery_codes": codes}, 201
 
 
 @bp.get("/qrcode/<username>")
@@ -160,9 +142,8 @@ def get_qrcode(username):
             403,
             "Two-factor enrolment is already confirmed; the QR code is no longer served.",
         )
-    uri = enrolment(user["username"], secret)["otpauth_uri"]
     image = io.BytesIO()
-    qrcode.make(uri).save(image, format="PNG")
+    qrcode.make(otpauth_uri(user["username"], secret)).save(image, format="PNG")
     image.seek(0)
     audit("qrcode_served", user["username"])
     return send_file(image, mimetype="image/png")
@@ -182,6 +163,8 @@ def login():
         return error_response(401, LOGIN_FAILED)
 
     token = issue_token(user["id"])
+    # A disabled account's right code is consumed like any other, but gets no token.
+    stored_token = None if user["disabled"] else token_digest(token)
     body = {"token": token, "token_type": "Bearer"}
     with transaction() as cursor:
         if field == "otp":
@@ -198,7 +181,7 @@ def login():
                 " AND (last_otp_step IS NULL OR last_otp_step < %s)",
                 (
                     step,
-                    token_digest(token),
+                    stored_token,
                     encrypt_secret(secret),
                     user["id"],
                     user["twofa_secret"],
@@ -207,29 +190,21 @@ def login():
             )
             reason = "bad_otp"
         else:
-            # Marking the code used is atomic too: it works once, even under racing requests.
-            accepted = cursor.execute(
-                "UPDATE recovery_codes SET used_at = UTC_TIMESTAMP()"
-                " WHERE user_id = %s AND code_hash = %s AND used_at IS NULL",
-                (user["id"], recovery_code_digest(user["id"], code)),
-            )
+            accepted = use_recovery_code(cursor, user["id"], code)
             if accepted:
                 cursor.execute(
-                    "UPDATE users SET last_token = %s WHERE id = %s",
-                    (token_digest(token), user["id"]),
+                    "UPDATE users SET last_token = %s WHERE id = %s", (stored_token, user["id"])
                 )
-                cursor.execute(
-                    "SELECT COUNT(*) AS remaining FROM recovery_codes"
-                    " WHERE user_id = %s AND used_at IS NULL",
-                    (user["id"],),
-                )
-                body["recovery_codes_remaining"] = cursor.fetchone()["remaining"]
+                body["recovery_codes_remaining"] = remaining_recovery_codes(cursor, user["id"])
             reason = "bad_recovery_code"
         if accepted:
             clear_failures(cursor, user["username"])
     if not accepted:
         refuse("login_failed", user["username"], lockout, reason=reason)
         return error_response(401, LOGIN_FAILED)
+    if user["disabled"]:
+        audit("login_refused", user["username"], reason="disabled")
+        return error_response(403, "This account is disabled.")
     if field == "recovery_code":
         audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
     audit("login_succeeded", user["username"], method=field)
@@ -237,7 +212,7 @@ def login():
 
 
 @bp.post("/logout")
-@token_required
+@token_required("viewer")
 def logout():
     execute("UPDATE users SET last_token = NULL WHERE id = %s", (g.user["id"],))
     audit("logout", g.user["username"])
@@ -245,7 +220,7 @@ def logout():
 
 
 @bp.post("/2fa/recovery-codes")
-@token_required
+@token_required("viewer")
 def regenerate_recovery_codes():
     refusal = confirm_password(json_object())
     if refusal:
@@ -262,7 +237,7 @@ def regenerate_recovery_codes():
 
 
 @bp.post("/2fa/reset")
-@token_required
+@token_required("viewer")
 def reset_two_factor():
     refusal = confirm_password(json_object())
     if refusal:

@@ -67,6 +67,10 @@ class Config:
     MYSQL_CONNECT_TIMEOUT = env_int("MYSQL_CONNECT_TIMEOUT", 5)
     MYSQL_READ_TIMEOUT = env_int("MYSQL_READ_TIMEOUT", 5)
 
+    # open: anyone may register, with REGISTRATION_ROLE; closed: only create-user adds users.
+    REGISTRATION = os.environ.get("REGISTRATION", "open")
+    REGISTRATION_ROLE = os.environ.get("REGISTRATION_ROLE", "editor")
+
     JWT_EXPIRES_SECONDS = env_int("JWT_EXPIRES_SECONDS", 600)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
     TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "SecureAPI")

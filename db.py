@@ -40,6 +40,8 @@ class MySQLKeptOpen(MySQL):
             # a read up to three times), then the request gets a 503.
             "read_timeout": app.config["MYSQL_READ_TIMEOUT"],
             "write_timeout": app.config["MYSQL_READ_TIMEOUT"],
+            # DATETIME columns hold UTC, whatever the server's time zone (see utc_iso).
+            "init_command": "SET time_zone = '+00:00'",
         }
         super().init_app(app)
 
@@ -110,6 +112,11 @@ def execute(sql, args=()):
         cursor.close()
 
 
+def utc_iso(value):
+    """A DATETIME column (UTC: every connection sets time_zone) as ISO 8601 with Z."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
 def last_insert_id():
     return mysql.connection.insert_id()
 
@@ -130,8 +137,20 @@ def transaction():
         cursor.close()
 
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
+MIGRATIONS = os.path.join(ROOT, "migrations")
+
+
+def sql_statements(path):
+    with open(path) as f:
+        # Whole-line "--" comments only, so that ";" can end each statement.
+        lines = [line for line in f if not line.lstrip().startswith("--")]
+    return [statement for statement in "".join(lines).split(";") if statement.strip()]
+
+
 def init_db(config):
-    """Create the database if missing and apply schema.sql (idempotent, never drops)."""
+    """Create the database if missing, apply schema.sql (idempotent, never drops), then
+    every migration the database has not had yet, in name order, each recorded once."""
     database = config["MYSQL_DB"]
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", database):
         raise click.ClickException("MYSQL_DB may only contain letters, digits and _")
@@ -143,6 +162,7 @@ def init_db(config):
         charset="utf8mb4",
         connect_timeout=config["MYSQL_CONNECT_TIMEOUT"],
     )
+    applied = []
     try:
         cursor = connection.cursor()
         cursor.execute(
@@ -150,20 +170,34 @@ def init_db(config):
             "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
         )
         cursor.execute(f"USE `{database}`")
-        with open(os.path.join(os.path.dirname(__file__), "schema.sql")) as f:
-            # Whole-line "--" comments only, so that ";" can end each statement.
-            lines = [line for line in f if not line.lstrip().startswith("--")]
-        for statement in "".join(lines).split(";"):
-            if statement.strip():
+        # Two instances starting at once must not both apply a migration.
+        cursor.execute("SELECT GET_LOCK(%s, 60)", (f"{database}.init_db",))
+        if cursor.fetchone()[0] != 1:
+            raise click.ClickException("Another init-db holds the lock; try again.")
+        for statement in sql_statements(os.path.join(ROOT, "schema.sql")):
+            cursor.execute(statement)
+        cursor.execute("SELECT name FROM schema_migrations")
+        done = {row[0] for row in cursor.fetchall()}
+        for name in sorted(os.listdir(MIGRATIONS)):
+            if not name.endswith(".sql") or name in done:
+                continue
+            # MariaDB commits DDL statement by statement, so a migration is written to be
+            # safe to run again (IF NOT EXISTS) should it stop halfway.
+            connection.begin()
+            for statement in sql_statements(os.path.join(MIGRATIONS, name)):
                 cursor.execute(statement)
-        connection.commit()
+            cursor.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+            connection.commit()
+            applied.append(name)
     finally:
         connection.close()
+    return applied
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db_command():
     """Create the database and tables if they do not exist yet."""
-    init_db(current_app.config)
+    for name in init_db(current_app.config):
+        click.echo(f"Applied migration {name}.")
     click.echo(f"Database {current_app.config['MYSQL_DB']} is ready.")

@@ -4,9 +4,10 @@ the CRUD routes, all behind token_required."""
 import math
 from decimal import Decimal
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request, url_for
 
-from db import execute, last_insert_id, query
+from audit import audit
+from db import execute, last_insert_id, query, utc_iso
 from errors import ValidationError, error_response
 from tokens import token_required
 from validation import (
@@ -21,6 +22,7 @@ from validation import (
 bp = Blueprint("products", __name__)
 
 PRODUCT_FIELDS = ("name", "description", "price", "quantity")
+PRODUCT_COLUMNS = "id, name, description, price, quantity, created_at, updated_at"
 MAX_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 2_147_483_647
 
@@ -97,12 +99,14 @@ def product_json(row):
         "description": row["description"],
         "price": float(row["price"]),  # a JSON number; DECIMAL(10,2) fits a float exactly enough
         "quantity": row["quantity"],
+        "created_at": utc_iso(row["created_at"]),
+        "updated_at": utc_iso(row["updated_at"]),
     }
 
 
 def fetch_product(product_id):
     rows = query(
-        "SELECT id, name, description, price, quantity FROM products WHERE id = %s",
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = %s",  # noqa: S608
         (product_id,),
     )
     return rows[0] if rows else None
@@ -114,7 +118,7 @@ def product_not_found():
 
 @bp.post("/product")
 @bp.post("/products")
-@token_required
+@token_required("editor")
 def create_product():
     product = validate_product(json_object())
     execute(
@@ -122,23 +126,29 @@ def create_product():
         (product["name"], product["description"], product["price"], product["quantity"]),
     )
     product_id = last_insert_id()
+    audit("product_created", g.user["username"], product_id=product_id)
+    # Read back for the timestamps the database gave it (None only if deleted meanwhile).
+    row = fetch_product(product_id) or product | {
+        "id": product_id,
+        "created_at": None,
+        "updated_at": None,
+    }
     body = {
         "message": "Product created successfully",
         "id": product_id,
-        "product": product_json(product | {"id": product_id}),
+        "product": product_json(row),
     }
     return body, 201, {"Location": url_for("products.get_product", product_id=product_id)}
 
 
 @bp.get("/products")
-@token_required
+@token_required("viewer")
 def list_products():
     limit = validate_limit(request.args.get("limit"))
     after = validate_cursor(request.args.get("after"))
     # Keyset pagination: the primary key index finds the page start, whatever the page.
     rows = query(
-        "SELECT id, name, description, price, quantity FROM products"
-        " WHERE id > %s ORDER BY id LIMIT %s",
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
         (after, limit + 1),
     )
     response = jsonify([product_json(row) for row in rows[:limit]])
@@ -149,7 +159,7 @@ def list_products():
 
 
 @bp.get("/products/<id:product_id>")
-@token_required
+@token_required("viewer")
 def get_product(product_id):
     row = fetch_product(product_id)
     return product_json(row) if row else product_not_found()
@@ -157,7 +167,7 @@ def get_product(product_id):
 
 @bp.put("/products/<id:product_id>")
 @bp.patch("/products/<id:product_id>")
-@token_required
+@token_required("editor")
 def update_product(product_id):
     changes = validate_product(json_object(), partial=request.method == "PATCH")
     # Column names come from PRODUCT_FIELDS (validate_product refuses any other key).
@@ -169,12 +179,14 @@ def update_product(product_id):
     row = fetch_product(product_id) if updated else None
     if row is None:  # absent, or deleted by someone else in between
         return product_not_found()
+    audit("product_updated", g.user["username"], product_id=product_id, fields=sorted(changes))
     return {"message": "Product updated", "product": product_json(row)}
 
 
 @bp.delete("/products/<id:product_id>")
-@token_required
+@token_required("editor")
 def delete_product(product_id):
     if not execute("DELETE FROM products WHERE id = %s", (product_id,)):
         return product_not_found()
+    audit("product_deleted", g.user["username"], product_id=product_id)
     return {"message": "Product deleted"}

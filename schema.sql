@@ -1,5 +1,6 @@
--- SecureAPI schema. Idempotent and never destroys data: `flask --app app init-db`
--- applies it to a new or an existing database.
+-- SecureAPI schema, as of v1: the tables a new database starts with. Idempotent and never
+-- destroys data. Later changes are files in migrations/, never edits here: `flask --app app
+-- init-db` applies this file, then each migration that the database has not had yet.
 
 CREATE TABLE IF NOT EXISTS users (
     id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -42,4 +43,11 @@ CREATE TABLE IF NOT EXISTS recovery_codes (
     used_at DATETIME NULL,
     KEY recovery_codes_lookup (user_id, code_hash),
     CONSTRAINT recovery_codes_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- The versioned changes of migrations/ that this database has had, each applied once by
+-- `flask --app app init-db`, in name order, after the tables above.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    name VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+    applied_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

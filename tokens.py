@@ -1,5 +1,6 @@
-"""Access tokens: issuing JWTs, and token_required, the one reader of the Authorization
-header, which lets a view run only for the holder of the user's current token (g.user)."""
+"""Access tokens and roles: issuing JWTs, and token_required, the one reader of the
+Authorization header, which lets a view run only for the holder of the user's current token
+(g.user) whose role allows it."""
 
 import functools
 import hashlib
@@ -16,6 +17,8 @@ from db import query
 from errors import error_response
 
 BEARER_REALM = 'Bearer realm="SecureAPI"'
+# Each role may do what the ones before it may.
+ROLES = ("viewer", "editor", "admin")
 
 
 def token_digest(token):
@@ -42,51 +45,75 @@ def invalid_token(reason, username=None):
     )
 
 
-def token_required(view):
-    """Let the view run only for the holder of the user's current, valid token (g.user)."""
+def token_required(role):
+    """Let the view run only for the holder of the user's current, valid token (g.user),
+    if the account is enabled and its role is `role` or above. Role and disabled come from
+    the row the token check reads anyway, so a change takes effect on the next request."""
+    needed = ROLES.index(role)
 
-    @functools.wraps(view)
-    def wrapped(**kwargs):
-        header = request.headers.get("Authorization")
-        if not header:
-            audit("token_refused", None, reason="missing")
-            return error_response(
-                401,
-                "An access token is required (Authorization: Bearer <token>).",
-                {"WWW-Authenticate": BEARER_REALM},
-            )
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token or " " in token:
-            return invalid_token("malformed")
-        try:
-            claims = jwt.decode(
-                token,
-                current_app.config["SECRET_KEY"],
-                algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
-                options={"require": ["exp", "iat", "sub"]},
-            )
-        except jwt.ExpiredSignatureError:
-            return invalid_token("expired")
-        except jwt.InvalidTokenError:
-            return invalid_token("invalid")
-        subject = claims["sub"]
-        if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
-            return invalid_token("invalid")
-        rows = query(
-            "SELECT id, username, password, last_token FROM users WHERE id = %s", (subject,)
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(**kwargs):
+            user = token_holder()
+            if not isinstance(user, dict):
+                return user  # the refusal
+            if ROLES.index(user["role"]) < needed:
+                audit("forbidden", user["username"], needed=role, role=user["role"])
+                return error_response(
+                    403,
+                    f"This needs the {role} role or higher; this account is a {user['role']}.",
+                    {"WWW-Authenticate": f'{BEARER_REALM}, error="insufficient_scope"'},
+                )
+            g.user = user
+            return view(**kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def token_holder():
+    """The users row of the request's token holder, or the 401 to send."""
+    header = request.headers.get("Authorization")
+    if not header:
+        audit("token_refused", None, reason="missing")
+        return error_response(
+            401,
+            "An access token is required (Authorization: Bearer <token>).",
+            {"WWW-Authenticate": BEARER_REALM},
         )
-        # Only the digest of the latest login's token is stored: logout, a new login and
-        # a 2FA reset revoke every earlier token.
-        if (
-            not rows
-            or not rows[0]["last_token"]
-            or not hmac.compare_digest(rows[0]["last_token"], token_digest(token))
-        ):
-            return invalid_token("revoked", rows[0]["username"] if rows else None)
-        g.user = rows[0]
-        return view(**kwargs)
-
-    return wrapped
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return invalid_token("malformed")
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
+            options={"require": ["exp", "iat", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        return invalid_token("expired")
+    except jwt.InvalidTokenError:
+        return invalid_token("invalid")
+    subject = claims["sub"]
+    if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
+        return invalid_token("invalid")
+    rows = query(
+        "SELECT id, username, password, last_token, role, disabled FROM users WHERE id = %s",
+        (subject,),
+    )
+    # Only the digest of the latest login's token is stored: logout, a new login and
+    # a 2FA reset revoke every earlier token.
+    if (
+        not rows
+        or not rows[0]["last_token"]
+        or not hmac.compare_digest(rows[0]["last_token"], token_digest(token))
+    ):
+        return invalid_token("revoked", rows[0]["username"] if rows else None)
+    if rows[0]["disabled"]:
+        return invalid_token("disabled", rows[0]["username"])
+    return rows[0]
 
 
 def lock_token_holder(cursor):

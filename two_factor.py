@@ -71,6 +71,43 @@ def matching_otp_step(secret, code):
     return None
 
 
+def otpauth_uri(username, secret):
+    """What an authenticator app scans (the key URI format of Google Authenticator)."""
+    return pyotp.TOTP(secret).provisioning_uri(
+        name=username, issuer_name=current_app.config["TOTP_ISSUER"]
+    )
+
+
+def use_otp(cursor, user_id, code):
+    """Consume a one-time code of the user's secret: at most once per time step (RFC 6238
+    section 5.2), in one atomic statement even under racing requests."""
+    cursor.execute("SELECT twofa_secret FROM users WHERE id = %s", (user_id,))
+    row = cursor.fetchone()
+    step = matching_otp_step(decrypt_secret(row["twofa_secret"]), code) if row else None
+    return step is not None and cursor.execute(
+        "UPDATE users SET last_otp_step = %s"
+        " WHERE id = %s AND (last_otp_step IS NULL OR last_otp_step < %s)",
+        (step, user_id, step),
+    )
+
+
+def use_recovery_code(cursor, user_id, code):
+    """Consume one of the user's recovery codes; atomic, so it works once under races."""
+    return cursor.execute(
+        "UPDATE recovery_codes SET used_at = UTC_TIMESTAMP()"
+        " WHERE user_id = %s AND code_hash = %s AND used_at IS NULL",
+        (user_id, recovery_code_digest(user_id, code)),
+    )
+
+
+def remaining_recovery_codes(cursor, user_id):
+    cursor.execute(
+        "SELECT COUNT(*) AS remaining FROM recovery_codes WHERE user_id = %s AND used_at IS NULL",
+        (user_id,),
+    )
+    return cursor.fetchone()["remaining"]
+
+
 def new_recovery_codes(cursor, user_id):
     """Replace the user's recovery codes with fresh ones (in the caller's transaction)."""
     codes = [

@@ -1,6 +1,7 @@
 """Fixtures: a real MariaDB database created for the test run and dropped after it."""
 
 import base64
+import json
 import threading
 import time
 import uuid
@@ -100,23 +101,29 @@ def app_config(database, **overrides):
     } | overrides
 
 
-def post_concurrently(app, count, path, body):
-    """The statuses of `count` identical POSTs released at the same moment, each from its
-    own thread (and so its own database connection)."""
-    barrier = threading.Barrier(count)
-    statuses = []
+def at_once(*calls):
+    """The results of calls released at the same moment, each in its own thread (and so on
+    its own database connection), in the order given."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
 
-    def post():
-        client = app.test_client()
+    def run(index, call):
         barrier.wait()
-        statuses.append(client.post(path, json=body).status_code)
+        results[index] = call()
 
-    threads = [threading.Thread(target=post) for _ in range(count)]
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return sorted(statuses)
+    return results
+
+
+def post_concurrently(app, count, path, body):
+    """The sorted statuses of `count` identical POSTs released at the same moment."""
+    clients = [app.test_client() for _ in range(count)]
+    calls = [lambda client=client: client.post(path, json=body).status_code for client in clients]
+    return sorted(at_once(*calls))
 
 
 @pytest.fixture
@@ -152,6 +159,18 @@ class AuthActions:
         self.secrets[username] = response.json["secret"]
         self.recovery_codes[username] = response.json["recovery_codes"]
         return response.json
+
+    def create_user(self, username, role, password=PASSWORD):
+        """Create a user with the CLI, as an operator would (any role, admin too)."""
+        runner = self.client.application.test_cli_runner()
+        result = runner.invoke(
+            args=["create-user", username, "--role", role, "--json"], input=f"{password}\n"
+        )
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.output)
+        self.secrets[username] = record["secret"]
+        self.recovery_codes[username] = record["recovery_codes"]
+        return record
 
     def code(self, username="alice", offset=0):
         """The TOTP code an authenticator shows, `offset` steps from now."""

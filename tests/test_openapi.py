@@ -159,7 +159,16 @@ fuzz_schema = schemathesis.openapi.from_wsgi(
                             "expected-statuses": ["2xx", "400", "409"],
                         }
                     },
-                }
+                },
+                {
+                    # The same password rules for the new password.
+                    "include-path": "/me/password",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "400", "401", "403", "429"],
+                        }
+                    },
+                },
             ],
         }
     ),
@@ -176,10 +185,12 @@ def fuzz_app_on_test_database(database, db):
 
 @pytest.fixture
 def credentials(fuzz_app_on_test_database):
-    """Headers by security scheme: a real token (register, then log in with the TOTP code),
-    and the example user's Basic credentials for the QR code."""
+    """Headers by security scheme: a real admin token (created with the CLI, then a login
+    with the TOTP code), so every operation can succeed, and the example user's Basic
+    credentials for the QR code."""
     auth = AuthActions(fuzz_app_on_test_database.test_client(), Clock())
     auth.register(EXAMPLE_USER, EXAMPLE_PASSWORD)
+    auth.create_user("fuzzer", "admin")
     basic = base64.b64encode(f"{EXAMPLE_USER}:{EXAMPLE_PASSWORD}".encode()).decode()
     return {
         "bearerAuth": {"Authorization": f"Bearer {auth.token('fuzzer')}"},

@@ -1,4 +1,5 @@
 import re
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,15 @@ def headers(auth):
     return auth.headers()
 
 
+def fields(product):
+    """A product's JSON without the timestamps the database gives it."""
+    return {key: value for key, value in product.items() if key not in TIMESTAMPS}
+
+
+TIMESTAMPS = ("created_at", "updated_at")
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
 def create(client, headers, product=LAPTOP, path="/products"):
     response = client.post(path, json=product, headers=headers)
     assert response.status_code == 201, response.json
@@ -25,7 +35,7 @@ def test_create_product(client, headers, db, path):
     assert response.status_code == 201
     body = response.json
     assert body["message"] == "Product created successfully"
-    assert body["product"] == LAPTOP | {"id": body["id"]}
+    assert fields(body["product"]) == LAPTOP | {"id": body["id"]}
     assert response.headers["Location"] == f"/products/{body['id']}"
     (row,) = sql(db, "SELECT * FROM products")
     assert row["id"] == body["id"]
@@ -36,20 +46,23 @@ def test_create_product(client, headers, db, path):
 def test_create_without_description_stores_null(client, headers):
     product = {"name": "Pen", "price": 2, "quantity": 0}
     response = client.post("/products", json=product, headers=headers)
-    assert response.json["product"] == product | {"description": None, "id": response.json["id"]}
+    assert fields(response.json["product"]) == product | {
+        "description": None,
+        "id": response.json["id"],
+    }
 
 
 def test_negative_zero_price_is_zero(client, headers):
     response = client.post("/products", json=LAPTOP | {"price": -0.0}, headers=headers)
     assert response.json["product"]["price"] == 0
-    assert not response.get_data(as_text=True).count("-0")
+    assert re.search(rb'"price":\s*0(\.0)?[,}]', response.data)
 
 
 def test_get_product_returns_numbers(client, headers):
     product_id = create(client, headers)
     response = client.get(f"/products/{product_id}", headers=headers)
     assert response.status_code == 200
-    assert response.json == LAPTOP | {"id": product_id}
+    assert fields(response.json) == LAPTOP | {"id": product_id}
     assert re.search(rb'"price":\s*1500\.99[,}]', response.data)  # a number, not "1500.99"
 
 
@@ -77,10 +90,8 @@ def test_put_replaces_whole_product(client, headers):
     new = {"name": "Desk", "price": 99.5, "quantity": 1}
     response = client.put(f"/products/{product_id}", json=new, headers=headers)
     assert response.status_code == 200
-    assert response.json == {
-        "message": "Product updated",
-        "product": new | {"id": product_id, "description": None},
-    }
+    assert response.json["message"] == "Product updated"
+    assert fields(response.json["product"]) == new | {"id": product_id, "description": None}
     assert client.get(f"/products/{product_id}", headers=headers).json["description"] is None
 
 
@@ -101,7 +112,7 @@ def test_patch_changes_only_given_fields(client, headers):
     product_id = create(client, headers)
     response = client.patch(f"/products/{product_id}", json={"quantity": 7}, headers=headers)
     assert response.status_code == 200
-    assert response.json["product"] == LAPTOP | {"id": product_id, "quantity": 7}
+    assert fields(response.json["product"]) == LAPTOP | {"id": product_id, "quantity": 7}
     response = client.patch(f"/products/{product_id}", json={"description": None}, headers=headers)
     assert response.json["product"]["description"] is None
 
@@ -175,7 +186,7 @@ def test_product_validation(client, headers, db, change, message):
         if method != "PATCH":  # PATCH may leave fields out, so null is a type error there
             assert message in response.json["message"]
     assert sql(db, "SELECT COUNT(*) AS n FROM products")[0]["n"] == 1
-    assert client.get(f"/products/{product_id}", headers=headers).json == LAPTOP | {
+    assert fields(client.get(f"/products/{product_id}", headers=headers).json) == LAPTOP | {
         "id": product_id
     }
 
@@ -199,7 +210,7 @@ def test_non_finite_price_is_400(client, headers, data):
 def test_boundary_values_round_trip(client, headers, product):
     product_id = create(client, headers, product)
     stored = client.get(f"/products/{product_id}", headers=headers).json
-    assert stored == {"description": None} | product | {"id": product_id}
+    assert fields(stored) == {"description": None} | product | {"id": product_id}
 
 
 # --- Pagination ---------------------------------------------------------------------------
@@ -290,3 +301,21 @@ def test_unknown_fields_are_named_briefly(client, headers):
     response = client.post("/products", json=body, headers=headers)
     assert response.status_code == 400
     assert len(response.json["message"]) < 300
+
+
+# --- Timestamps ---------------------------------------------------------------------------
+
+
+def test_products_carry_utc_timestamps_and_updates_move_updated_at(client, headers, db, clock):
+    response = client.post("/products", json=LAPTOP, headers=headers)
+    product = response.json["product"]
+    assert ISO_UTC.fullmatch(product["created_at"]) and ISO_UTC.fullmatch(product["updated_at"])
+    # UTC: the database's own UTC clock agrees.
+    created = datetime.strptime(product["created_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs(sql(db, "SELECT UTC_TIMESTAMP() AS t")[0]["t"] - created) < timedelta(minutes=1)
+    sql(db, "UPDATE products SET created_at = '2020-01-02 03:04:05', updated_at = created_at")
+    listed = client.get("/products", headers=headers).json[0]
+    assert (listed["created_at"], listed["updated_at"]) == ("2020-01-02T03:04:05Z",) * 2
+    changed = client.patch(f"/products/{product['id']}", json={"quantity": 9}, headers=headers)
+    assert changed.json["product"]["created_at"] == "2020-01-02T03:04:05Z"
+    assert changed.json["product"]["updated_at"] > "2026"

@@ -1,0 +1,209 @@
+"""Blueprint for admins managing users (list, show, change role or disabled, delete, reset
+2FA), and the CLI commands create-user and set-role for the operator at the terminal."""
+
+import io
+import json
+import sys
+
+import click
+import pyotp
+import qrcode
+from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask.cli import with_appcontext
+
+from accounts import (
+    LAST_ADMIN,
+    UsernameTaken,
+    account_json,
+    create_account,
+    delete_account,
+    is_last_admin,
+    keeps_an_admin,
+    refuse_last_admin,
+    validate_role,
+    validate_username,
+)
+from audit import audit
+from db import query, transaction
+from errors import ValidationError, error_response
+from passwords import validate_new_password
+from tokens import token_required
+from two_factor import encrypt_secret, otpauth_uri
+from validation import json_object, refuse_unknown_fields, validate_cursor, validate_limit
+
+bp = Blueprint("users", __name__)
+
+USER_COLUMNS = "id, username, role, disabled, created_at, twofa_confirmed_at"
+
+
+def validate_user_changes(data):
+    refuse_unknown_fields(data, ("role", "disabled"))
+    if not data:
+        raise ValidationError("Give at least one of: role, disabled.")
+    changes = {}
+    if "role" in data:
+        changes["role"] = validate_role(data["role"])
+    if "disabled" in data:
+        if not isinstance(data["disabled"], bool):
+            raise ValidationError("'disabled' must be true or false.")
+        changes["disabled"] = data["disabled"]
+    return changes
+
+
+def locked_user(cursor, user_id):
+    """The user's row, locked for the transaction; 404 (as an abort) if there is none."""
+    # The enabled admins' rows first, then the user's: every admin change takes its locks in
+    # this order, so two racing changes wait for each other instead of deadlocking.
+    keeps_an_admin(cursor, user_id)
+    cursor.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR UPDATE", (user_id,))  # noqa: S608
+    user = cursor.fetchone()
+    if user is None:
+        abort(error_response(404, "No user has that id."))
+    return user
+
+
+@bp.get("/users")
+@token_required("admin")
+def list_users():
+    limit = validate_limit(request.args.get("limit"))
+    after = validate_cursor(request.args.get("after"))
+    rows = query(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
+        (after, limit + 1),
+    )
+    response = jsonify([account_json(row) for row in rows[:limit]])
+    if len(rows) > limit:
+        next_url = url_for("users.list_users", limit=limit, after=rows[limit - 1]["id"])
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
+@bp.get("/users/<id:user_id>")
+@token_required("admin")
+def get_user(user_id):
+    rows = query(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,))  # noqa: S608
+    return account_json(rows[0]) if rows else error_response(404, "No user has that id.")
+
+
+@bp.patch("/users/<id:user_id>")
+@token_required("admin")
+def update_user(user_id):
+    changes = validate_user_changes(json_object())
+    with transaction() as cursor:
+        user = locked_user(cursor, user_id)
+        if changes.get("role", "admin") != "admin" or changes.get("disabled"):
+            refuse_last_admin(cursor, user)
+        cursor.execute(
+            "UPDATE users SET role = %s, disabled = %s,"
+            # Disabling ends the session at once; enabling does not bring it back.
+            " last_token = IF(%s, NULL, last_token) WHERE id = %s",
+            (
+                changes.get("role", user["role"]),
+                changes.get("disabled", user["disabled"]),
+                bool(changes.get("disabled")),
+                user_id,
+            ),
+        )
+        user |= changes
+    audit("user_updated", g.user["username"], user=user["username"], **changes)
+    return {"message": "User updated", "user": account_json(user)}
+
+
+@bp.delete("/users/<id:user_id>")
+@token_required("admin")
+def delete_user(user_id):
+    with transaction() as cursor:
+        user = locked_user(cursor, user_id)
+        refuse_last_admin(cursor, user)
+        delete_account(cursor, user)
+    audit("account_deleted", g.user["username"], user=user["username"])
+    return {"message": "User deleted"}
+
+
+@bp.post("/users/<id:user_id>/2fa/reset")
+@token_required("admin")
+def reset_user_two_factor(user_id):
+    """For a user who lost both phone and recovery codes: the QR code opens again to their
+    own password, and nobody, the admin included, sees the new secret."""
+    if user_id == g.user["id"]:
+        return error_response(409, "Reset your own two-factor with POST /2fa/reset.")
+    with transaction() as cursor:
+        user = locked_user(cursor, user_id)
+        cursor.execute(
+            "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL,"
+            " last_otp_step = NULL, last_token = NULL WHERE id = %s",
+            (encrypt_secret(pyotp.random_base32()), user_id),
+        )
+        cursor.execute("DELETE FROM recovery_codes WHERE user_id = %s", (user_id,))
+    audit("twofa_reset", g.user["username"], user=user["username"])
+    return {
+        "message": "Two-factor authentication reset; the user fetches the new QR code with"
+        " their password, then logs in with a code of it."
+    }
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def read_password():
+    """Hidden and asked twice at a terminal; else the first line of standard input."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", default="editor", show_default=True, help="viewer, editor or admin")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+@with_appcontext
+def create_user_command(username, role, as_json):
+    """Create a user (any role) and print what their authenticator and they need."""
+    try:
+        validate_username(username)
+        validate_role(role)
+        password = validate_new_password(read_password())
+        _, secret, codes = create_account(username, password, role)
+    except ValidationError as error:
+        raise click.ClickException(error.message) from None
+    except UsernameTaken:
+        raise click.ClickException("That username is already taken.") from None
+    uri = otpauth_uri(username, secret)
+    audit("register", username, role=role, by="cli")
+    if as_json:
+        record = {"username": username, "role": role, "secret": secret, "otpauth_uri": uri}
+        click.echo(json.dumps(record | {"recovery_codes": codes}))
+        return
+    picture = io.StringIO()
+    code = qrcode.QRCode(border=2)
+    code.add_data(uri)
+    code.print_ascii(out=picture, invert=True)
+    click.echo(f"Created {username} ({role}).\nTOTP secret: {secret}\notpauth URI: {uri}")
+    click.echo(picture.getvalue())
+    click.echo("Recovery codes (each works once; keep them offline):")
+    click.echo("\n".join(codes))
+
+
+@click.command("set-role")
+@click.argument("username")
+@click.argument("role")
+@with_appcontext
+def set_role_command(username, role):
+    """Give a user a role, e.g. when no admin can log in any more."""
+    try:
+        validate_role(role)
+    except ValidationError as error:
+        raise click.ClickException(error.message) from None
+    with transaction() as cursor:
+        cursor.execute(
+            f"SELECT {USER_COLUMNS} FROM users WHERE username = %s FOR UPDATE",  # noqa: S608
+            (username,),
+        )
+        user = cursor.fetchone()
+        if user is None:
+            raise click.ClickException(f"No user is called {username!r}.")
+        if role != "admin" and is_last_admin(cursor, user):
+            raise click.ClickException(LAST_ADMIN)
+        cursor.execute("UPDATE users SET role = %s WHERE id = %s", (role, user["id"]))
+    audit("user_updated", None, user=user["username"], role=role, by="cli")
+    click.echo(f"{user['username']} is now {role}.")
