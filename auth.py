@@ -8,14 +8,20 @@ import pyotp
 import qrcode
 from flask import Blueprint, current_app, g, request, send_file, url_for
 
-from accounts import UsernameTaken, create_account, second_factor, validate_username
+from accounts import (
+    UsernameTaken,
+    create_account,
+    reauthenticated,
+    second_factor,
+    validate_username,
+)
 from audit import audit
 from db import execute, query, transaction
 from errors import error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, refuse
-from passwords import check_password, password_matches, validate_new_password
+from passwords import password_matches, validate_new_password
 from rate_limits import limiter
-from tokens import invalid_token, issue_token, lock_token_holder, token_digest, token_required
+from tokens import issue_token, token_digest, token_required
 from two_factor import (
     decrypt_secret,
     encrypt_secret,
@@ -64,22 +70,6 @@ def enrolment(username, secret):
         # Relative URLs: nothing in a response comes from the client's Host header.
         "qrcode_url": url_for("auth.get_qrcode", username=username),
     }
-
-
-def confirm_password(data):
-    """For 2FA changes the token is not enough: the password must come too.
-    Returns the refusal to send, or None."""
-    refuse_unknown_fields(data, ("password",))
-    password = require_text(data, "password")
-    username = g.user["username"]
-    refusal, lockout = claim_attempt(username)
-    if refusal:
-        return refusal
-    if not check_password(password, g.user["password"]):
-        refuse("password_confirmation_failed", username, lockout)
-        return error_response(403, "The password is incorrect.")
-    give_back_attempt(username)
-    return None
 
 
 def basic_credentials():
@@ -222,12 +212,9 @@ def logout():
 @bp.post("/2fa/recovery-codes")
 @token_required("viewer")
 def regenerate_recovery_codes():
-    refusal = confirm_password(json_object())
-    if refusal:
-        return refusal
-    with transaction() as cursor:
-        if not lock_token_holder(cursor):
-            return invalid_token("revoked", g.user["username"])
+    data = json_object()
+    refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
+    with reauthenticated(data, "password") as cursor:
         codes = new_recovery_codes(cursor, g.user["id"])
     audit("recovery_codes_regenerated", g.user["username"])
     return {
@@ -239,13 +226,10 @@ def regenerate_recovery_codes():
 @bp.post("/2fa/reset")
 @token_required("viewer")
 def reset_two_factor():
-    refusal = confirm_password(json_object())
-    if refusal:
-        return refusal
+    data = json_object()
+    refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
     secret = pyotp.random_base32()
-    with transaction() as cursor:
-        if not lock_token_holder(cursor):
-            return invalid_token("revoked", g.user["username"])
+    with reauthenticated(data, "password") as cursor:
         # The new secret reopens the QR code until a login with it; the current token dies.
         cursor.execute(
             "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL,"

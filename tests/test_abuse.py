@@ -257,11 +257,14 @@ def test_regenerating_recovery_codes_replaces_them(client, auth):
     headers = auth.headers()
     assert (
         client.post(
-            "/2fa/recovery-codes", json={"password": "wrong password!"}, headers=headers
+            "/2fa/recovery-codes",
+            json={"password": "wrong password!", "otp": auth.code(offset=1)},
+            headers=headers,
         ).status_code
         == 403
     )
-    response = client.post("/2fa/recovery-codes", json={"password": PASSWORD}, headers=headers)
+    body = {"password": PASSWORD, "otp": auth.code(offset=1)}
+    response = client.post("/2fa/recovery-codes", json=body, headers=headers)
     assert response.status_code == 200
     new = response.json["recovery_codes"]
     assert len(new) == 10 and not set(new) & set(old)
@@ -281,7 +284,8 @@ def test_regenerating_recovery_codes_needs_a_token(client, auth):
 def test_reset_issues_new_secret_and_revokes_token(client, auth):
     old_secret = auth.register("alice")["secret"]
     headers = auth.headers()
-    response = client.post("/2fa/reset", json={"password": PASSWORD}, headers=headers)
+    body = {"password": PASSWORD, "otp": auth.code(offset=1)}
+    response = client.post("/2fa/reset", json=body, headers=headers)
     assert response.status_code == 200
     body = response.json
     assert body["secret"] != old_secret and len(body["secret"]) == 32
@@ -304,7 +308,8 @@ def test_reset_with_wrong_password_changes_nothing(client, auth, db):
     auth.register("alice")
     headers = auth.headers()
     (before,) = sql(db, "SELECT twofa_secret FROM users")
-    response = client.post("/2fa/reset", json={"password": "wrong password!"}, headers=headers)
+    body = {"password": "wrong password!", "otp": auth.code(offset=1)}
+    response = client.post("/2fa/reset", json=body, headers=headers)
     assert response.status_code == 403
     assert sql(db, "SELECT twofa_secret FROM users")[0] == before
     assert client.get("/products", headers=headers).status_code == 200
@@ -314,13 +319,24 @@ def test_password_confirmations_count_towards_lockout(client, auth):
     auth.register("alice")
     headers = auth.headers()
     for _ in range(5):
-        client.post("/2fa/reset", json={"password": "wrong password!"}, headers=headers)
-    response = client.post("/2fa/reset", json={"password": PASSWORD}, headers=headers)
+        body = {"password": "wrong password!", "otp": auth.code(offset=1)}
+        client.post("/2fa/reset", json=body, headers=headers)
+    body = {"password": PASSWORD, "otp": auth.code(offset=1)}
+    response = client.post("/2fa/reset", json=body, headers=headers)
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "30"
 
 
-@pytest.mark.parametrize("body", [{}, {"password": 5}, {"password": PASSWORD, "otp": "1"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"password": 5, "otp": "123456"},
+        {"password": PASSWORD},  # the second factor is missing
+        {"password": PASSWORD, "otp": "1", "recovery_code": "x"},
+        {"password": PASSWORD, "otp": 123456},
+    ],
+)
 def test_reset_malformed_body_is_400(client, auth, body):
     auth.register("alice")
     assert client.post("/2fa/reset", json=body, headers=auth.headers()).status_code == 400
@@ -379,13 +395,19 @@ def test_audit_log_records_security_events_without_secrets(client, auth, caplog)
     token = auth.login("alice").json["token"]
     client.get("/products", headers={"Authorization": "Bearer nonsense"})
     codes = client.post(
-        "/2fa/recovery-codes", json={"password": PASSWORD}, headers=bearer(token)
+        "/2fa/recovery-codes",
+        json={"password": PASSWORD, "otp": auth.code(offset=1)},
+        headers=bearer(token),
     ).json["recovery_codes"]
     recovery = recovery_login(client, codes[0]).json["token"]
     client.post("/logout", headers=bearer(recovery))
     client.get("/products", headers=bearer(recovery))
     recovery = recovery_login(client, codes[1]).json["token"]
-    reset = client.post("/2fa/reset", json={"password": PASSWORD}, headers=bearer(recovery)).json
+    reset = client.post(
+        "/2fa/reset",
+        json={"password": PASSWORD, "recovery_code": codes[2]},
+        headers=bearer(recovery),
+    ).json
     fail(auth, times=5)
     auth.login("alice")
 
@@ -449,9 +471,8 @@ def test_login_racing_a_2fa_reset_cannot_restore_the_old_secret(app, auth, db):
     results = {}
 
     def reset():
-        results["reset"] = app.test_client().post(
-            "/2fa/reset", json={"password": PASSWORD}, headers=headers
-        )
+        body = {"password": PASSWORD, "recovery_code": auth.recovery_codes["alice"][0]}
+        results["reset"] = app.test_client().post("/2fa/reset", json=body, headers=headers)
 
     def login():
         code = pyotp.TOTP(old_secret).at(auth.clock() + 30)

@@ -178,9 +178,11 @@ def every_endpoint(client, headers, product_id):
         "patch": client.patch(f"/products/{product_id}", json={"quantity": 2}, headers=headers),
         "delete": client.delete(f"/products/{product_id}", headers=headers),
         "recovery-codes": client.post(
-            "/2fa/recovery-codes", json={"password": PASSWORD}, headers=headers
+            "/2fa/recovery-codes", json={"password": PASSWORD, "otp": "123456"}, headers=headers
         ),
-        "reset": client.post("/2fa/reset", json={"password": PASSWORD}, headers=headers),
+        "reset": client.post(
+            "/2fa/reset", json={"password": PASSWORD, "otp": "123456"}, headers=headers
+        ),
         "logout": client.post("/logout", headers=headers),
     }
 
