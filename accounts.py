@@ -14,7 +14,13 @@ from errors import ValidationError, error_response
 from lockout import claim_attempt, give_back_attempt, refuse
 from passwords import check_password, hash_password, validate_new_password
 from tokens import ROLES, invalid_token, lock_token_holder
-from two_factor import encrypt_secret, new_recovery_codes, use_otp, use_recovery_code
+from two_factor import (
+    encrypt_secret,
+    enrolment_deadline,
+    new_recovery_codes,
+    use_otp,
+    use_recovery_code,
+)
 from validation import USERNAME_PATTERN, require_text
 
 REAUTHENTICATION_FAILED = "The password, one-time code or recovery code is incorrect."
@@ -47,9 +53,9 @@ def create_account(username, password, role):
     try:
         with transaction() as cursor:
             cursor.execute(
-                "INSERT INTO users (username, password, twofa_secret, role)"
-                " VALUES (%s, %s, %s, %s)",
-                (username, password_hash, encrypt_secret(secret), role),
+                "INSERT INTO users (username, password, twofa_secret, role, enrolment_until)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (username, password_hash, encrypt_secret(secret), role, enrolment_deadline()),
             )
             user_id = cursor.lastrowid
             codes = new_recovery_codes(cursor, user_id)

@@ -4,7 +4,6 @@ this module only orders them."""
 
 import io
 
-import pyotp
 import qrcode
 from flask import Blueprint, current_app, g, request, send_file, url_for
 
@@ -16,6 +15,7 @@ from accounts import (
     validate_username,
 )
 from audit import audit
+from config import now
 from db import execute, query, transaction
 from errors import error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, refuse
@@ -29,6 +29,7 @@ from two_factor import (
     new_recovery_codes,
     otpauth_uri,
     remaining_recovery_codes,
+    reset_secret,
     use_recovery_code,
 )
 from validation import USERNAME_PATTERN, json_object, refuse_unknown_fields, require_text
@@ -56,7 +57,7 @@ def find_user(username):
     if not USERNAME_PATTERN.fullmatch(username):
         return None
     rows = query(
-        "SELECT id, username, password, twofa_secret, last_otp_step, twofa_confirmed_at,"
+        "SELECT id, username, password, twofa_secret, last_otp_step, enrolment_until,"
         " role, disabled FROM users WHERE username = %s",
         (username,),
     )
@@ -86,7 +87,8 @@ def basic_credentials():
 def qrcode_unauthorized():
     return error_response(
         401,
-        "Give this user's username and password (HTTP Basic) to fetch the QR code.",
+        "Give this user's username and password (HTTP Basic) to fetch the QR code, while"
+        " enrolment is open.",
         {"WWW-Authenticate": BASIC_REALM},
     )
 
@@ -119,19 +121,18 @@ def get_qrcode(username):
     if refusal:
         return refusal
     user = find_user(username)
-    secret = (
-        decrypt_secret(user["twofa_secret"]) if password_matches(user, credentials[1]) else None
-    )
+    right_password = password_matches(user, credentials[1])
+    # Once enrolment has closed, a right password gets exactly what a wrong one gets (and
+    # counts as a failure): this endpoint must not tell an attacker the password is right.
+    if not right_password or not (user["enrolment_until"] or 0) > now():
+        reason = "enrolment_closed" if right_password else "bad_credentials"
+        refuse("qrcode_refused", user["username"] if user else username, lockout, reason=reason)
+        return qrcode_unauthorized()
+    secret = decrypt_secret(user["twofa_secret"])
     if secret is None:
-        name = user["username"] if user else username
-        refuse("qrcode_refused", name, lockout, reason="bad_credentials")
+        refuse("qrcode_refused", user["username"], lockout, reason="unreadable_secret")
         return qrcode_unauthorized()
     give_back_attempt(username)
-    if user["twofa_confirmed_at"] is not None:
-        return error_response(
-            403,
-            "Two-factor enrolment is already confirmed; the QR code is no longer served.",
-        )
     image = io.BytesIO()
     qrcode.make(otpauth_uri(user["username"], secret)).save(image, format="PNG")
     image.seek(0)
@@ -166,7 +167,8 @@ def login():
             # encrypts a v1 plain one and moves it to the newest key.
             accepted = step is not None and cursor.execute(
                 "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
-                " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP())"
+                " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP()),"
+                " enrolment_until = NULL"
                 " WHERE id = %s AND twofa_secret = %s"
                 " AND (last_otp_step IS NULL OR last_otp_step < %s)",
                 (
@@ -182,8 +184,11 @@ def login():
         else:
             accepted = use_recovery_code(cursor, user["id"], code)
             if accepted:
+                # Any login closes enrolment: whoever has the password and a recovery code
+                # must not be able to fetch the TOTP secret afterwards.
                 cursor.execute(
-                    "UPDATE users SET last_token = %s WHERE id = %s", (stored_token, user["id"])
+                    "UPDATE users SET last_token = %s, enrolment_until = NULL WHERE id = %s",
+                    (stored_token, user["id"]),
                 )
                 body["recovery_codes_remaining"] = remaining_recovery_codes(cursor, user["id"])
             reason = "bad_recovery_code"
@@ -228,14 +233,8 @@ def regenerate_recovery_codes():
 def reset_two_factor():
     data = json_object()
     refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
-    secret = pyotp.random_base32()
     with reauthenticated(data, "password") as cursor:
-        # The new secret reopens the QR code until a login with it; the current token dies.
-        cursor.execute(
-            "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL,"
-            " last_otp_step = NULL, last_token = NULL WHERE id = %s",
-            (encrypt_secret(secret), g.user["id"]),
-        )
+        secret = reset_secret(cursor, g.user["id"])
     audit("twofa_reset", g.user["username"])
     body = {"message": "Two-factor authentication reset; log in with a code of the new secret."}
     return body | enrolment(g.user["username"], secret)

@@ -74,6 +74,9 @@ class Config:
     JWT_EXPIRES_SECONDS = env_int("JWT_EXPIRES_SECONDS", 600)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
     TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "SecureAPI")
+    # How long after registration or a 2FA reset the QR code is served (unless a login
+    # closes it sooner).
+    ENROLMENT_WINDOW_SECONDS = env_int("ENROLMENT_WINDOW_SECONDS", 900)
     # Fernet key(s) for TOTP secrets at rest, comma-separated, newest first; generated into
     # instance/totp_encryption_key when unset.
     TOTP_ENCRYPTION_KEY = os.environ.get("TOTP_ENCRYPTION_KEY") or None

@@ -71,6 +71,24 @@ def matching_otp_step(secret, code):
     return None
 
 
+def enrolment_deadline():
+    """Until when a new or reset secret may be fetched as a QR code (Unix time)."""
+    return now() + current_app.config["ENROLMENT_WINDOW_SECONDS"]
+
+
+def reset_secret(cursor, user_id):
+    """Replace the user's TOTP secret: the QR code opens for the enrolment window, every
+    token of the user dies, and no earlier time step counts against the new secret.
+    Returns the new secret."""
+    secret = pyotp.random_base32()  # 160 bits from the secrets module
+    cursor.execute(
+        "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL, enrolment_until = %s,"
+        " last_otp_step = NULL, last_token = NULL WHERE id = %s",
+        (encrypt_secret(secret), enrolment_deadline(), user_id),
+    )
+    return secret
+
+
 def otpauth_uri(username, secret):
     """What an authenticator app scans (the key URI format of Google Authenticator)."""
     return pyotp.TOTP(secret).provisioning_uri(

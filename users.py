@@ -6,7 +6,6 @@ import json
 import sys
 
 import click
-import pyotp
 import qrcode
 from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask.cli import with_appcontext
@@ -28,7 +27,7 @@ from db import query, transaction
 from errors import ValidationError, error_response
 from passwords import validate_new_password
 from tokens import token_required
-from two_factor import encrypt_secret, otpauth_uri
+from two_factor import otpauth_uri, reset_secret
 from validation import json_object, refuse_unknown_fields, validate_cursor, validate_limit
 
 bp = Blueprint("users", __name__)
@@ -129,11 +128,7 @@ def reset_user_two_factor(user_id):
         return error_response(409, "Reset your own two-factor with POST /2fa/reset.")
     with transaction() as cursor:
         user = locked_user(cursor, user_id)
-        cursor.execute(
-            "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL,"
-            " last_otp_step = NULL, last_token = NULL WHERE id = %s",
-            (encrypt_secret(pyotp.random_base32()), user_id),
-        )
+        reset_secret(cursor, user_id)
         cursor.execute("DELETE FROM recovery_codes WHERE user_id = %s", (user_id,))
     audit("twofa_reset", g.user["username"], user=user["username"])
     return {

@@ -301,7 +301,7 @@ def test_reset_issues_new_secret_and_revokes_token(client, auth):
     assert auth.login("alice", otp=pyotp.TOTP(old_secret).at(auth.clock() + 30)).status_code == 401
     auth.secrets["alice"] = body["secret"]
     assert auth.login("alice", offset=1).status_code == 200
-    assert client.get("/qrcode/alice", auth=("alice", PASSWORD)).status_code == 403
+    assert client.get("/qrcode/alice", auth=("alice", PASSWORD)).status_code == 401
 
 
 def test_reset_with_wrong_password_changes_nothing(client, auth, db):

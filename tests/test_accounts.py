@@ -553,12 +553,18 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
             " VALUES ('legacy', %s, %s, UTC_TIMESTAMP())",
             (password_hash, secret),
         )
+        sql(
+            connection,  # registered, never logged in: still enrolling
+            "INSERT INTO users (username, password, twofa_secret) VALUES ('newbie', %s, %s)",
+            (password_hash, secret),
+        )
         sql(connection, "INSERT INTO products (name, price, quantity) VALUES ('Old', 1, 1)")
 
-        assert init_db(settings) == ["001-roles.sql"]
+        assert init_db(settings) == ["001-roles.sql", "002-enrolment-window.sql"]
         assert init_db(settings) == []  # each change is applied once
-        assert sql(connection, "SELECT username, role, disabled FROM users") == (
+        assert sql(connection, "SELECT username, role, disabled FROM users ORDER BY id") == (
             {"username": "legacy", "role": "editor", "disabled": 0},
+            {"username": "newbie", "role": "editor", "disabled": 0},
         )
         v1 = AuthActions(create_app(app_config(name, CLOCK=clock)).test_client(), clock)
         v1.secrets["legacy"] = secret
@@ -566,6 +572,9 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
         assert v1.client.get("/products", headers=headers).json[0]["name"] == "Old"
         assert v1.client.post("/products", json=LAPTOP, headers=headers).status_code == 201
         assert v1.client.get("/me", headers=headers).json["role"] == "editor"
+        basic = base64.b64encode(f"newbie:{PASSWORD}".encode()).decode()
+        qrcode = v1.client.get("/qrcode/newbie", headers={"Authorization": f"Basic {basic}"})
+        assert qrcode.status_code == 200  # the upgrade gave the enrolment its window
     finally:
         connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         connection.close()

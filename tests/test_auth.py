@@ -1,6 +1,7 @@
 import base64
 import hashlib
 import io
+import logging
 import time
 
 import jwt
@@ -164,12 +165,51 @@ def test_qrcode_unknown_user_looks_like_wrong_password(client, auth):
     assert unknown.json == wrong.json
 
 
-def test_qrcode_gone_after_first_login(client, auth):
+def closed_qrcode_answers_like_a_wrong_password(client, db):
+    """The QR code's answer to the right password equals a wrong password's, and the right
+    one is counted as a failure."""
+    right = client.get("/qrcode/alice", headers=basic("alice", PASSWORD))
+    wrong = client.get("/qrcode/alice", headers=basic("alice", "wrong password!"))
+    assert right.status_code == wrong.status_code == 401
+    assert right.json == wrong.json
+    for header in ("WWW-Authenticate", "Content-Type", "Cache-Control"):
+        assert right.headers[header] == wrong.headers[header]
+    assert sql(db, "SELECT failures FROM login_failures")[0]["failures"] == 2
+
+
+def test_qrcode_is_no_password_oracle_after_the_first_login(client, auth, db, caplog):
+    caplog.set_level(logging.INFO, logger="secureapi.audit")
     auth.register("alice")
     assert auth.login("alice").status_code == 200
-    response = client.get("/qrcode/alice", headers=basic("alice", PASSWORD))
-    assert response.status_code == 403
-    assert "already confirmed" in response.json["message"]
+    closed_qrcode_answers_like_a_wrong_password(client, db)
+    assert '"reason": "enrolment_closed"' in caplog.text  # a right guess is audited too
+
+
+def test_a_recovery_code_login_closes_enrolment_too(client, auth, db):
+    auth.register("alice")
+    body = {"username": "alice", "password": PASSWORD}
+    body["recovery_code"] = auth.recovery_codes["alice"][0]
+    assert client.post("/login", json=body).status_code == 200
+    closed_qrcode_answers_like_a_wrong_password(client, db)
+
+
+def test_qrcode_is_served_only_within_the_enrolment_window(client, auth, db, clock):
+    auth.register("alice")
+    clock.advance(899)
+    assert client.get("/qrcode/alice", headers=basic("alice", PASSWORD)).status_code == 200
+    clock.advance(2)
+    closed_qrcode_answers_like_a_wrong_password(client, db)
+
+
+def test_a_2fa_reset_reopens_enrolment_for_the_window(client, auth, db, clock):
+    auth.register("alice")
+    headers = auth.headers()
+    clock.advance(1000)
+    body = {"password": PASSWORD, "recovery_code": auth.recovery_codes["alice"][0]}
+    assert client.post("/2fa/reset", json=body, headers=headers).status_code == 200
+    assert client.get("/qrcode/alice", headers=basic("alice", PASSWORD)).status_code == 200
+    clock.advance(901)
+    closed_qrcode_answers_like_a_wrong_password(client, db)
 
 
 # --- /login -------------------------------------------------------------------------------
