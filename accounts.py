@@ -75,35 +75,37 @@ def account_json(row):
     }
 
 
-def keeps_an_admin(cursor, user_id):
-    """Whether an enabled admin other than user_id exists. Locks the enabled admins' rows
-    until the caller's transaction ends, so two admins demoting each other at once take
-    turns, and the second sees that only one is left."""
+def lock_enabled_admins(cursor):
+    """Lock the enabled admins' rows until the caller's transaction ends and return their
+    ids, so that two admins demoting each other at once take turns, and the second sees
+    that only one is left. Every change that may remove an admin takes these locks first,
+    before any other user row: one order everywhere, so racing changes never deadlock."""
     cursor.execute("SELECT id FROM users WHERE role = 'admin' AND disabled = FALSE")
     ids = [row["id"] for row in cursor.fetchall()]
     if not ids:
-        return False
-    # Then lock them by primary key, in id order, and read them again as they are now. A
-    # locking read through the role index would take gap locks that deadlock with the
-    # role update itself; one promoted meanwhile is missed, which only errs toward a 409.
+        return []
+    # Then lock them by primary key (forced: the optimizer likes the role index), in id
+    # order, and read them again as they are now. Locks on the role index would deadlock
+    # with the role update itself. One promoted meanwhile is missed: that errs toward a 409.
     placeholders = ", ".join(["%s"] * len(ids))
     cursor.execute(
-        f"SELECT id FROM users WHERE id IN ({placeholders})"  # noqa: S608 (placeholders only)
+        f"SELECT id FROM users FORCE INDEX (PRIMARY) WHERE id IN ({placeholders})"  # noqa: S608
         " AND role = 'admin' AND disabled = FALSE ORDER BY id FOR UPDATE",
         ids,
     )
-    return any(row["id"] != user_id for row in cursor.fetchall())
+    return [row["id"] for row in cursor.fetchall()]
 
 
 def is_last_admin(cursor, user):
-    """Whether taking `user` out of the enabled admins would leave none."""
-    return (
-        user["role"] == "admin" and not user["disabled"] and not keeps_an_admin(cursor, user["id"])
-    )
+    """Whether taking `user` (a row read under lock_enabled_admins, in the same
+    transaction) out of the enabled admins would leave none."""
+    admins = lock_enabled_admins(cursor)  # already held: this only reads them again
+    return user["role"] == "admin" and not user["disabled"] and admins == [user["id"]]
 
 
 def refuse_last_admin(cursor, user):
     if is_last_admin(cursor, user):
+        audit("last_admin_refused", g.user["username"], user=user["username"])
         abort(error_response(409, LAST_ADMIN))
 
 
@@ -122,11 +124,13 @@ def second_factor(data):
 
 
 @contextlib.contextmanager
-def reauthenticated(data, password_field):
+def reauthenticated(data, password_field, may_remove_admin=False):
     """A transaction (its cursor) in which the token holder has just proven both factors
     again: the password in `password_field`, and a one-time code or recovery code, which is
-    consumed (ASVS 5.0 V7.5.1). A stolen token alone changes nothing. Failures count toward
-    the lockout like failed logins and abort with 403 (or 429 while locked)."""
+    consumed if the change commits (ASVS 5.0 V7.5.1). A stolen token alone changes nothing.
+    Failures count toward the lockout like failed logins and abort with 403 (or 429 while
+    locked). g.user is read again under lock; with may_remove_admin the admins' locks are
+    taken first (see lock_enabled_admins)."""
     password = require_text(data, password_field)
     field, code = second_factor(data)
     username = g.user["username"]
@@ -136,20 +140,24 @@ def reauthenticated(data, password_field):
     if not check_password(password, g.user["password"]):
         refuse("reauthentication_failed", username, lockout, reason="bad_password")
         abort(error_response(403, REAUTHENTICATION_FAILED))
-    proven = False
+    wrong_factor = False
     try:
         with transaction() as cursor:
-            # A logout or login may have revoked the token while bcrypt was running.
-            if not lock_token_holder(cursor):
+            if may_remove_admin:
+                lock_enabled_admins(cursor)
+            user = lock_token_holder(cursor)
+            if user is None:
                 abort(invalid_token("revoked", username))
+            g.user = user
             used = use_otp if field == "otp" else use_recovery_code
-            if not used(cursor, g.user["id"], code):
+            if not used(cursor, user["id"], code):
+                wrong_factor = True
                 refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
                 abort(error_response(403, REAUTHENTICATION_FAILED))
-            proven = True
-            audit("reauthenticated", username, method=field)
             yield cursor
+        audit("reauthenticated", username, method=field)
     finally:
-        # Right credentials give the attempt back, even if the change itself was refused.
-        if proven:
+        # The password was right: give the attempt back unless the factor was wrong, even
+        # if the token was revoked meanwhile or the change itself was refused.
+        if not wrong_factor:
             give_back_attempt(username)

@@ -124,7 +124,8 @@ def get_qrcode(username):
     right_password = password_matches(user, credentials[1])
     # Once enrolment has closed, a right password gets exactly what a wrong one gets (and
     # counts as a failure): this endpoint must not tell an attacker the password is right.
-    if not right_password or not (user["enrolment_until"] or 0) > now():
+    enrolling = right_password and not user["disabled"] and (user["enrolment_until"] or 0) > now()
+    if not enrolling:
         reason = "enrolment_closed" if right_password else "bad_credentials"
         refuse("qrcode_refused", user["username"] if user else username, lockout, reason=reason)
         return qrcode_unauthorized()
@@ -169,7 +170,7 @@ def login():
                 "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
                 " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP()),"
                 " enrolment_until = NULL"
-                " WHERE id = %s AND twofa_secret = %s"
+                " WHERE id = %s AND twofa_secret = %s AND password = %s"
                 " AND (last_otp_step IS NULL OR last_otp_step < %s)",
                 (
                     step,
@@ -177,12 +178,18 @@ def login():
                     encrypt_secret(secret),
                     user["id"],
                     user["twofa_secret"],
+                    user["password"],  # unchanged since bcrypt checked it
                     step,
                 ),
             )
             reason = "bad_otp"
         else:
-            accepted = use_recovery_code(cursor, user["id"], code)
+            # The row lock holds off a password change racing this login (bcrypt checked
+            # the password that is still there); the code is marked used atomically.
+            accepted = cursor.execute(
+                "SELECT id FROM users WHERE id = %s AND password = %s FOR UPDATE",
+                (user["id"], user["password"]),
+            ) and use_recovery_code(cursor, user["id"], code)
             if accepted:
                 # Any login closes enrolment: whoever has the password and a recovery code
                 # must not be able to fetch the TOTP secret afterwards.

@@ -7,7 +7,7 @@ from accounts import delete_account, reauthenticated, refuse_last_admin
 from audit import audit
 from db import query, utc_iso
 from passwords import hash_password, validate_new_password
-from tokens import token_required
+from tokens import invalid_token, token_required
 from validation import json_object, refuse_unknown_fields, require_text
 
 bp = Blueprint("me", __name__)
@@ -16,12 +16,15 @@ bp = Blueprint("me", __name__)
 @bp.get("/me")
 @token_required("viewer")
 def get_me():
-    row = query(
+    rows = query(
         "SELECT id, username, role, created_at, twofa_confirmed_at,"
         " (SELECT COUNT(*) FROM recovery_codes WHERE user_id = users.id AND used_at IS NULL)"
         " AS recovery_codes_remaining FROM users WHERE id = %s",
         (g.user["id"],),
-    )[0]
+    )
+    if not rows:  # deleted since the token check
+        return invalid_token("revoked", g.user["username"])
+    row = rows[0]
     return {
         "id": row["id"],
         "username": row["username"],
@@ -38,8 +41,9 @@ def change_password():
     data = json_object()
     refuse_unknown_fields(data, ("current_password", "new_password", "otp", "recovery_code"))
     new_password = validate_new_password(require_text(data, "new_password"), "new_password")
-    new_hash = hash_password(new_password)
     with reauthenticated(data, "current_password") as cursor:
+        # Hashed only now: a refused attempt costs one bcrypt, not two.
+        new_hash = hash_password(new_password)
         # Every token dies with the old password: whoever held one logs in again.
         cursor.execute(
             "UPDATE users SET password = %s, last_token = NULL WHERE id = %s",
@@ -54,7 +58,7 @@ def change_password():
 def delete_me():
     data = json_object()
     refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
-    with reauthenticated(data, "password") as cursor:
+    with reauthenticated(data, "password", may_remove_admin=True) as cursor:
         refuse_last_admin(cursor, g.user)
         delete_account(cursor, g.user)
     audit("account_deleted", g.user["username"], by=g.user["username"])

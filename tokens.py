@@ -117,9 +117,12 @@ def token_holder():
 
 
 def lock_token_holder(cursor):
-    """Lock the user's row for the rest of the transaction, if the request's token is still
-    the current one: a logout or login may have revoked it while bcrypt was running."""
-    return cursor.execute(
-        "SELECT id FROM users WHERE id = %s AND last_token = %s FOR UPDATE",
+    """Lock the user's row for the rest of the transaction and return it as it is now, if
+    the request's token is still the current one (None if not): a logout, login, demotion
+    or disable may have happened while bcrypt was running."""
+    cursor.execute(
+        "SELECT id, username, password, last_token, role, disabled FROM users"
+        " WHERE id = %s AND last_token = %s AND NOT disabled FOR UPDATE",
         (g.user["id"], g.user["last_token"]),
     )
+    return cursor.fetchone()

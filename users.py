@@ -17,7 +17,7 @@ from accounts import (
     create_account,
     delete_account,
     is_last_admin,
-    keeps_an_admin,
+    lock_enabled_admins,
     refuse_last_admin,
     validate_role,
     validate_username,
@@ -53,7 +53,7 @@ def locked_user(cursor, user_id):
     """The user's row, locked for the transaction; 404 (as an abort) if there is none."""
     # The enabled admins' rows first, then the user's: every admin change takes its locks in
     # this order, so two racing changes wait for each other instead of deadlocking.
-    keeps_an_admin(cursor, user_id)
+    lock_enabled_admins(cursor)
     cursor.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR UPDATE", (user_id,))  # noqa: S608
     user = cursor.fetchone()
     if user is None:
@@ -190,6 +190,7 @@ def set_role_command(username, role):
     except ValidationError as error:
         raise click.ClickException(error.message) from None
     with transaction() as cursor:
+        lock_enabled_admins(cursor)  # first, as every admin change does
         cursor.execute(
             f"SELECT {USER_COLUMNS} FROM users WHERE username = %s FOR UPDATE",  # noqa: S608
             (username,),

@@ -73,5 +73,5 @@ def validate_cursor(value):
     if value is None:
         return 0
     if not re.fullmatch(r"[0-9]{1,10}", value):
-        raise ValidationError("'after' must be a product id from a previous page's Link.")
+        raise ValidationError("'after' must be an id from a previous page's Link.")
     return int(value)

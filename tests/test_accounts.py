@@ -1,9 +1,11 @@
 """Roles, admins, /me, password change, account deletion, the CLI and schema upgrades."""
 
 import base64
+import functools
 import json
 import logging
 import os
+import threading
 import uuid
 
 import bcrypt
@@ -11,7 +13,7 @@ import pyotp
 import pytest
 
 from app import create_app
-from db import init_db, sql_statements
+from db import MIGRATIONS, init_db, sql_statements
 from tests.conftest import PASSWORD, AuthActions, app_config, at_once, connect, server_settings, sql
 
 NEW_PASSWORD = "a different long passphrase"
@@ -560,7 +562,7 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
         )
         sql(connection, "INSERT INTO products (name, price, quantity) VALUES ('Old', 1, 1)")
 
-        assert init_db(settings) == ["001-roles.sql", "002-enrolment-window.sql"]
+        assert init_db(settings) == sorted(os.listdir(MIGRATIONS))
         assert init_db(settings) == []  # each change is applied once
         assert sql(connection, "SELECT username, role, disabled FROM users ORDER BY id") == (
             {"username": "legacy", "role": "editor", "disabled": 0},
@@ -575,6 +577,146 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
         basic = base64.b64encode(f"newbie:{PASSWORD}".encode()).decode()
         qrcode = v1.client.get("/qrcode/newbie", headers={"Authorization": f"Basic {basic}"})
         assert qrcode.status_code == 200  # the upgrade gave the enrolment its window
+    finally:
+        connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
+
+
+# --- Regressions from the review of this feature ---------------------------------------------
+
+
+def during_bcrypt(monkeypatch, module, name, action):
+    """Run `action` right after `module.name` (a real bcrypt check) returns: the widest
+    moment of a real race, without sleeping."""
+    original = getattr(module, name)
+
+    def checked_then_raced(*args):
+        result = original(*args)
+        # Another thread: its own request context and database connection, as another
+        # client's request would have.
+        racer = threading.Thread(target=action)
+        racer.start()
+        racer.join()
+        return result
+
+    monkeypatch.setattr(module, name, checked_then_raced)
+
+
+def test_delete_me_decides_on_the_role_as_it_is_after_bcrypt(auth, app, db, monkeypatch):
+    """A promotion and a demotion that land while DELETE /me runs bcrypt cannot leave the
+    database without an admin."""
+    import accounts
+
+    auth.create_user("root_admin", "admin")
+    admin = bearer(auth.token("root_admin"))
+    headers = auth.headers("eve")
+    eve, root = user_id(db, "eve"), user_id(db, "root_admin")
+
+    def promote_eve_demote_root():
+        other = app.test_client()
+        assert (
+            other.patch(f"/users/{eve}", json={"role": "admin"}, headers=admin).status_code == 200
+        )
+        assert (
+            other.patch(f"/users/{root}", json={"role": "editor"}, headers=admin).status_code == 200
+        )
+
+    during_bcrypt(monkeypatch, accounts, "check_password", promote_eve_demote_root)
+    body = {"password": PASSWORD, "otp": auth.code("eve", offset=1)}
+    response = app.test_client().delete("/me", json=body, headers=headers)
+    assert response.status_code == 409
+    assert sql(db, "SELECT username FROM users WHERE role = 'admin'") == ({"username": "eve"},)
+
+
+def test_two_admins_deleting_themselves_at_once_leave_one(auth, app, db):
+    for _ in range(3):
+        for name in ("ann", "ben"):
+            auth.secrets.pop(name, None)
+            auth.create_user(name, "admin")
+
+        def delete_me(name, headers):
+            body = {"password": PASSWORD, "recovery_code": auth.recovery_codes[name][0]}
+            return app.test_client().delete("/me", json=body, headers=headers).status_code
+
+        deletions = [
+            functools.partial(delete_me, name, bearer(auth.token(name))) for name in ("ann", "ben")
+        ]
+        assert sorted(at_once(*deletions)) == [200, 409]
+        sql(db, "DELETE FROM users")
+
+
+def test_disabled_user_cannot_fetch_the_qr_code(auth, client, db, admin):
+    auth.register("dis")
+    client.patch(f"/users/{user_id(db, 'dis')}", json={"disabled": True}, headers=admin)
+    basic = {"Authorization": "Basic " + base64.b64encode(f"dis:{PASSWORD}".encode()).decode()}
+    response = client.get("/qrcode/dis", headers=basic)
+    assert response.status_code == 401 and response.mimetype == "application/problem+json"
+
+
+def test_login_racing_a_password_change_gets_no_token(auth, app, db, monkeypatch):
+    import auth as auth_module
+
+    auth.register("alice")
+    hashed = bcrypt.hashpw(NEW_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    change = lambda: sql(db, "UPDATE users SET password = %s", (hashed,))  # noqa: E731
+    during_bcrypt(monkeypatch, auth_module, "password_matches", change)
+    assert auth.login("alice").status_code == 401
+    body = {"username": "alice", "password": PASSWORD}
+    body["recovery_code"] = auth.recovery_codes["alice"][0]
+    assert auth.client.post("/login", json=body).status_code == 401
+    assert sql(db, "SELECT last_token FROM users")[0]["last_token"] is None
+    assert sql(db, "SELECT COUNT(*) AS n FROM recovery_codes WHERE used_at IS NULL")[0]["n"] == 10
+
+
+def test_me_of_a_user_deleted_after_the_token_check_is_401(auth, client, db, monkeypatch):
+    import tokens
+
+    headers = auth.headers("alice")
+    during_bcrypt(monkeypatch, tokens, "token_holder", lambda: sql(db, "DELETE FROM users"))
+    response = client.get("/me", headers=headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+
+
+def test_right_credentials_revoked_during_bcrypt_count_no_failure(auth, client, db, monkeypatch):
+    import accounts
+
+    headers = auth.headers("alice")
+    revoke = lambda: sql(db, "UPDATE users SET last_token = NULL")  # noqa: E731
+    during_bcrypt(monkeypatch, accounts, "check_password", revoke)
+    body = {"password": PASSWORD, "otp": auth.code("alice", offset=1)}
+    assert client.delete("/me", json=body, headers=headers).status_code == 401
+    assert sql(db, "SELECT failures FROM login_failures")[0]["failures"] == 0
+
+
+def test_users_cursor_message_names_no_products(client, admin):
+    response = client.get("/users?after=x", headers=admin)
+    assert response.status_code == 400
+    assert response.json["message"] == "'after' must be an id from a previous page's Link."
+
+
+def test_upgrade_moves_local_timestamps_to_utc(clock):
+    """v1 wrote DATETIMEs in the server's zone; after the upgrade they read as UTC."""
+    name = f"secure_api_upgrade_{uuid.uuid4().hex[:8]}"
+    connection = connect()
+    try:
+        connection.cursor().execute(f"CREATE DATABASE `{name}`")
+        connection.select_db(name)
+        for statement in sql_statements(V1_SCHEMA):
+            connection.cursor().execute(statement)
+        sql(connection, "SET SESSION time_zone = '+02:00'")
+        sql(connection, "INSERT INTO products (name, price, quantity) VALUES ('Old', 1, 1)")
+        sql(connection, "SET GLOBAL time_zone = '+02:00'")  # the server ran in UTC+2
+        try:
+            init_db(server_settings() | {"MYSQL_DB": name})
+        finally:
+            sql(connection, "SET GLOBAL time_zone = 'SYSTEM'")
+        sql(connection, "SET SESSION time_zone = '+00:00'")
+        (row,) = sql(
+            connection, "SELECT created_at, updated_at, UTC_TIMESTAMP() AS now FROM products"
+        )
+        assert abs((row["now"] - row["created_at"]).total_seconds()) < 60
+        assert row["updated_at"] == row["created_at"]
     finally:
         connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         connection.close()
