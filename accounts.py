@@ -11,7 +11,7 @@ from flask import abort, g
 from audit import audit
 from db import transaction, utc_iso
 from errors import ValidationError, error_response
-from lockout import claim_attempt, give_back_attempt, refuse
+from lockout import claim_attempt, give_back_attempt, refuse, unlock
 from passwords import check_password, hash_password, validate_new_password
 from tokens import ROLES, invalid_token, lock_token_holder
 from two_factor import (
@@ -70,6 +70,7 @@ def account_json(row):
         "username": row["username"],
         "role": row["role"],
         "disabled": bool(row["disabled"]),
+        "locked": bool(row["locked"]),
         "created_at": utc_iso(row["created_at"]),
         "twofa_confirmed": row["twofa_confirmed_at"] is not None,
     }
@@ -110,9 +111,9 @@ def refuse_last_admin(cursor, user):
 
 
 def delete_account(cursor, user):
-    """The user, their recovery codes (ON DELETE CASCADE) and lockout row; products stay."""
+    """The user, their recovery codes (ON DELETE CASCADE) and lockout rows; products stay."""
     cursor.execute("DELETE FROM users WHERE id = %s", (user["id"],))
-    cursor.execute("DELETE FROM login_failures WHERE username = %s", (user["username"],))
+    unlock(cursor, user["username"])
 
 
 def second_factor(data):

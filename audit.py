@@ -20,7 +20,7 @@ def init_audit_log():
         audit_log.setLevel(logging.INFO)
 
 
-def audit(event, username, **details):
+def audit(event, username, level=logging.INFO, **details):
     """One JSON line per security event. json.dumps escapes control characters, so a
     username or header cannot forge a line."""
     record = {
@@ -31,4 +31,4 @@ def audit(event, username, **details):
         "client": request.remote_addr if has_request_context() else None,
         "request_id": g.get("request_id"),
     } | details
-    audit_log.info(json.dumps(record, ensure_ascii=True))
+    audit_log.log(level, json.dumps(record, ensure_ascii=True))

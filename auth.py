@@ -18,7 +18,7 @@ from audit import audit
 from config import now
 from db import execute, query, transaction
 from errors import error_response
-from lockout import claim_attempt, clear_failures, give_back_attempt, refuse
+from lockout import claim_attempt, clear_failures, give_back_attempt, lockout_account, refuse
 from passwords import password_matches, validate_new_password
 from rate_limits import limiter
 from tokens import issue_token, token_digest, token_required
@@ -117,23 +117,24 @@ def get_qrcode(username):
         audit("qrcode_refused", None, reason="no_credentials")
         return qrcode_unauthorized()
     # Password guesses here count towards the same lockout as logins.
-    refusal, lockout = claim_attempt(username)
+    user = find_user(username)
+    account = lockout_account(username, user)
+    refusal, lockout = claim_attempt(account)
     if refusal:
         return refusal
-    user = find_user(username)
     right_password = password_matches(user, credentials[1])
     # Once enrolment has closed, a right password gets exactly what a wrong one gets (and
     # counts as a failure): this endpoint must not tell an attacker the password is right.
     enrolling = right_password and not user["disabled"] and (user["enrolment_until"] or 0) > now()
     if not enrolling:
         reason = "enrolment_closed" if right_password else "bad_credentials"
-        refuse("qrcode_refused", user["username"] if user else username, lockout, reason=reason)
+        refuse("qrcode_refused", account, lockout, reason=reason)
         return qrcode_unauthorized()
     secret = decrypt_secret(user["twofa_secret"])
     if secret is None:
-        refuse("qrcode_refused", user["username"], lockout, reason="unreadable_secret")
+        refuse("qrcode_refused", account, lockout, reason="unreadable_secret")
         return qrcode_unauthorized()
-    give_back_attempt(username)
+    give_back_attempt(account)
     image = io.BytesIO()
     qrcode.make(otpauth_uri(user["username"], secret)).save(image, format="PNG")
     image.seek(0)
@@ -145,13 +146,14 @@ def get_qrcode(username):
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 def login():
     username, password, field, code = validate_login(json_object())
-    refusal, lockout = claim_attempt(username)
+    user = find_user(username)
+    account = lockout_account(username, user)
+    refusal, lockout = claim_attempt(account)
     if refusal:
         return refusal
-    user = find_user(username)
     if not password_matches(user, password):
         reason = "bad_password" if user else "unknown_user"
-        refuse("login_failed", user["username"] if user else username, lockout, reason=reason)
+        refuse("login_failed", account, lockout, reason=reason)
         return error_response(401, LOGIN_FAILED)
 
     token = issue_token(user["id"])

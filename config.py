@@ -85,6 +85,9 @@ class Config:
     LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
     LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 30)
     LOGIN_LOCKOUT_MAX_SECONDS = env_int("LOGIN_LOCKOUT_MAX_SECONDS", 900)
+    # Consecutive failures from all clients after which the account stays locked until an
+    # admin unlocks it (the ceiling of NIST SP 800-63B).
+    LOGIN_HARD_LOCK_FAILURES = env_int("LOGIN_HARD_LOCK_FAILURES", 100)
 
     # Per-client rate limits (Flask-Limiter). A redis:// URI shares them across workers.
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)

@@ -1,10 +1,16 @@
-"""Per-account lockout after failed password or code attempts, shared by every worker and
-instance through the login_failures table. Routes call claim_attempt before checking a
-secret, then give_back_attempt on success or refuse on failure."""
+"""Lockout after failed password or code attempts, shared by every worker and instance
+through the database, in two tiers: per account and client (a doubling lockout that only
+that client feels) and per account (a hard lock after LOGIN_HARD_LOCK_FAILURES consecutive
+failures, until an admin unlocks it). Routes call claim_attempt before checking a secret,
+then give_back_attempt on a right one, clear_failures on a login, or refuse."""
 
+import hashlib
+import hmac
+import ipaddress
+import logging
 import math
 
-from flask import current_app
+from flask import current_app, request
 
 from audit import audit
 from config import now
@@ -12,32 +18,63 @@ from db import execute, transaction
 from errors import error_response
 from validation import USERNAME_PATTERN
 
+HARD_LOCKED = "This account is locked after too many failed attempts; an admin can unlock it."
 
-def claim_attempt(username):
+
+def lockout_account(username, user):
+    """What failures are counted under: the user's own name, or, for a name no user has, a
+    keyed hash (never the typed text, which may be a password typed in the wrong field);
+    None for text no username can be."""
+    if user is not None:
+        return user["username"]
+    if not USERNAME_PATTERN.fullmatch(username):
+        return None
+    key = current_app.config["SECRET_KEY"].encode()
+    return "~" + hmac.new(key, username.lower().encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def client_key():
+    """The client's address; for IPv6 its /64, which one subscriber usually holds whole."""
+    address = ipaddress.ip_address(request.remote_addr or "0.0.0.0")  # noqa: S104
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def claim_attempt(account):
     """Count a password or code attempt as failed before checking it (a success gives it
     back), so that concurrent guesses cannot all slip in before the lockout starts.
 
-    Returns (refusal, lockout): a 429 to send now, or else the lockout in seconds that
-    this attempt starts if it fails (0 for none)."""
-    if not USERNAME_PATTERN.fullmatch(username):
+    Returns (refusal, lockout): a 429/403 to send now, or else the lockout in seconds that
+    this attempt starts for this client if it fails (0 for none)."""
+    if account is None:
         return None, 0  # no such account can exist, and nothing is stored for it
     config = current_app.config
+    client = client_key()
     with transaction() as cursor:
+        # Concurrent attempts on one account take turns on its row lock.
         cursor.execute(
             "INSERT INTO login_failures (username, failures) VALUES (%s, 0)"
             " ON DUPLICATE KEY UPDATE username = username",
-            (username,),
+            (account,),
         )
-        # Concurrent attempts on one account take turns on this row lock.
         cursor.execute(
-            "SELECT failures, locked_until FROM login_failures WHERE username = %s FOR UPDATE",
-            (username,),
+            "SELECT failures, locked FROM login_failures WHERE username = %s FOR UPDATE",
+            (account,),
         )
-        row = cursor.fetchone()
-        retry_after = math.ceil(row["locked_until"] - now()) if row["locked_until"] else 0
-        if retry_after <= 0:
-            failures = row["failures"] + 1
-            lockout = 0
+        account_row = cursor.fetchone()
+        cursor.execute(
+            "SELECT failures, locked_until FROM client_failures WHERE account = %s AND client = %s",
+            (account, client),
+        )
+        client_row = cursor.fetchone() or {"failures": 0, "locked_until": None}
+        locked_until = client_row["locked_until"]
+        retry_after = math.ceil(locked_until - now()) if locked_until else 0
+        lockout = 0
+        if not account_row["locked"] and retry_after <= 0:
+            failures = client_row["failures"] + 1
             if failures >= config["LOGIN_MAX_FAILURES"]:
                 doublings = min(failures - config["LOGIN_MAX_FAILURES"], 32)
                 lockout = min(
@@ -45,37 +82,69 @@ def claim_attempt(username):
                     config["LOGIN_LOCKOUT_MAX_SECONDS"],
                 )
             cursor.execute(
-                "UPDATE login_failures SET failures = %s, locked_until = %s WHERE username = %s",
-                (failures, now() + lockout if lockout else None, username),
+                "INSERT INTO client_failures (account, client, failures, locked_until)"
+                " VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
+                " failures = VALUES(failures), locked_until = VALUES(locked_until)",
+                (account, client, failures, now() + lockout if lockout else None),
             )
+            cursor.execute(
+                "UPDATE login_failures SET failures = failures + 1 WHERE username = %s",
+                (account,),
+            )
+    # Attempts still being checked count already: at the limit, wait for them.
+    if account_row["locked"] or account_row["failures"] >= config["LOGIN_HARD_LOCK_FAILURES"]:
+        audit("login_locked", account, hard=True)
+        return error_response(403, HARD_LOCKED), 0
     if retry_after > 0:
-        audit("login_locked", username, retry_after=retry_after)
+        audit("login_locked", account, retry_after=retry_after)
         return error_response(
             429,
-            f"Too many failed attempts for this account; try again in {retry_after} seconds.",
+            f"Too many failed attempts from this client; try again in {retry_after} seconds.",
             {"Retry-After": str(retry_after)},
         ), 0
     return None, lockout
 
 
-def give_back_attempt(username):
-    """The password was right (QR code, password confirmation): uncount the attempt."""
+def give_back_attempt(account):
+    """The password was right (QR code, re-authentication): uncount the attempt."""
     execute(
-        "UPDATE login_failures SET locked_until = IF(failures - 1 < %s, NULL, locked_until),"
-        " failures = GREATEST(failures, 1) - 1 WHERE username = %s",
-        (current_app.config["LOGIN_MAX_FAILURES"], username),
+        "UPDATE client_failures SET locked_until = IF(failures - 1 < %s, NULL, locked_until),"
+        " failures = GREATEST(failures, 1) - 1 WHERE account = %s AND client = %s",
+        (current_app.config["LOGIN_MAX_FAILURES"], account, client_key()),
+    )
+    execute(
+        "UPDATE login_failures SET failures = GREATEST(failures, 1) - 1"
+        " WHERE username = %s AND NOT locked",
+        (account,),
     )
 
 
-def refuse(event, username, lockout, **details):
+def refuse(event, account, lockout, **details):
     """Log a failed attempt (already counted by claim_attempt) and the lockout it starts."""
-    # A name no account can have is not logged: it could be a megabyte of anything.
-    audit(event, username if USERNAME_PATTERN.fullmatch(username) else None, **details)
+    audit(event, account, **details)
     if lockout:
-        audit("lockout", username, seconds=lockout)
+        audit("lockout", account, seconds=lockout)
+    if account is not None and execute(
+        "UPDATE login_failures SET locked = TRUE"
+        " WHERE username = %s AND failures >= %s AND NOT locked",
+        (account, current_app.config["LOGIN_HARD_LOCK_FAILURES"]),
+    ):
+        # NIST SP 800-63B 5.2.2: at most 100 consecutive failures, then an admin decides.
+        audit("account_locked", account, level=logging.WARNING)
 
 
 def clear_failures(cursor, username):
-    """A successful login forgives the account's earlier failures (in the login's
-    transaction, so a failed commit forgives nothing)."""
+    """A successful login forgives this client's failures and ends the account's run of
+    consecutive ones (in the login's transaction, so a failed commit forgives nothing)."""
+    # login_failures first, as claim_attempt does: one lock order, no deadlocks.
+    cursor.execute("DELETE FROM login_failures WHERE username = %s AND NOT locked", (username,))
+    cursor.execute(
+        "DELETE FROM client_failures WHERE account = %s AND client = %s",
+        (username, client_key()),
+    )
+
+
+def unlock(cursor, username):
+    """An admin ends a hard lock (and every client's lockout) of the account."""
     cursor.execute("DELETE FROM login_failures WHERE username = %s", (username,))
+    cursor.execute("DELETE FROM client_failures WHERE account = %s", (username,))

@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS products (
     updated_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
--- Consecutive failed logins per username (known or not), so that lockout holds across
--- every worker and instance. locked_until is Unix time.
+-- Consecutive failed logins per account, so that lockout holds across every worker and
+-- instance (migrations/004 reshapes it into the account tier of the lockout).
 CREATE TABLE IF NOT EXISTS login_failures (
     username VARCHAR(64) COLLATE utf8mb4_unicode_ci NOT NULL PRIMARY KEY,
     failures INT UNSIGNED NOT NULL,

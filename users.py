@@ -25,6 +25,7 @@ from accounts import (
 from audit import audit
 from db import query, transaction
 from errors import ValidationError, error_response
+from lockout import unlock
 from passwords import validate_new_password
 from tokens import token_required
 from two_factor import otpauth_uri, reset_secret
@@ -32,13 +33,18 @@ from validation import json_object, refuse_unknown_fields, validate_cursor, vali
 
 bp = Blueprint("users", __name__)
 
-USER_COLUMNS = "id, username, role, disabled, created_at, twofa_confirmed_at"
+# A user with their hard lock (lockout.py), if any.
+SELECT_USERS = (
+    "SELECT users.id, users.username, role, disabled, created_at, twofa_confirmed_at,"
+    " COALESCE(login_failures.locked, FALSE) AS locked FROM users"
+    " LEFT JOIN login_failures ON login_failures.username = users.username"
+)
 
 
 def validate_user_changes(data):
-    refuse_unknown_fields(data, ("role", "disabled"))
+    refuse_unknown_fields(data, ("role", "disabled", "locked"))
     if not data:
-        raise ValidationError("Give at least one of: role, disabled.")
+        raise ValidationError("Give at least one of: role, disabled, locked.")
     changes = {}
     if "role" in data:
         changes["role"] = validate_role(data["role"])
@@ -46,7 +52,9 @@ def validate_user_changes(data):
         if not isinstance(data["disabled"], bool):
             raise ValidationError("'disabled' must be true or false.")
         changes["disabled"] = data["disabled"]
-    return changes
+    if "locked" in data and data["locked"] is not False:
+        raise ValidationError("'locked' can only be set to false (unlock); disable to lock out.")
+    return changes | ({"locked": False} if "locked" in data else {})
 
 
 def locked_user(cursor, user_id):
@@ -54,7 +62,7 @@ def locked_user(cursor, user_id):
     # The enabled admins' rows first, then the user's: every admin change takes its locks in
     # this order, so two racing changes wait for each other instead of deadlocking.
     lock_enabled_admins(cursor)
-    cursor.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR UPDATE", (user_id,))  # noqa: S608
+    cursor.execute(f"{SELECT_USERS} WHERE users.id = %s FOR UPDATE", (user_id,))  # noqa: S608
     user = cursor.fetchone()
     if user is None:
         abort(error_response(404, "No user has that id."))
@@ -67,7 +75,7 @@ def list_users():
     limit = validate_limit(request.args.get("limit"))
     after = validate_cursor(request.args.get("after"))
     rows = query(
-        f"SELECT {USER_COLUMNS} FROM users WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
+        f"{SELECT_USERS} WHERE users.id > %s ORDER BY users.id LIMIT %s",  # noqa: S608
         (after, limit + 1),
     )
     response = jsonify([account_json(row) for row in rows[:limit]])
@@ -80,7 +88,7 @@ def list_users():
 @bp.get("/users/<id:user_id>")
 @token_required("admin")
 def get_user(user_id):
-    rows = query(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (user_id,))  # noqa: S608
+    rows = query(f"{SELECT_USERS} WHERE users.id = %s", (user_id,))  # noqa: S608
     return account_json(rows[0]) if rows else error_response(404, "No user has that id.")
 
 
@@ -92,6 +100,8 @@ def update_user(user_id):
         user = locked_user(cursor, user_id)
         if changes.get("role", "admin") != "admin" or changes.get("disabled"):
             refuse_last_admin(cursor, user)
+        if "locked" in changes:
+            unlock(cursor, user["username"])
         cursor.execute(
             "UPDATE users SET role = %s, disabled = %s,"
             # Disabling ends the session at once; enabling does not bring it back.
@@ -192,7 +202,7 @@ def set_role_command(username, role):
     with transaction() as cursor:
         lock_enabled_admins(cursor)  # first, as every admin change does
         cursor.execute(
-            f"SELECT {USER_COLUMNS} FROM users WHERE username = %s FOR UPDATE",  # noqa: S608
+            f"{SELECT_USERS} WHERE users.username = %s FOR UPDATE",  # noqa: S608
             (username,),
         )
         user = cursor.fetchone()

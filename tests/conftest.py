@@ -66,7 +66,7 @@ def db(database):
     connection = connect(database)
     yield connection
     cursor = connection.cursor()
-    for table in ("users", "products", "login_failures"):
+    for table in ("users", "products", "login_failures", "client_failures"):
         cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names)
     connection.close()
 

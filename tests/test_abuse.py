@@ -521,3 +521,71 @@ def test_rotate_totp_keys_command(database, auth, db, clock):
     new = Fernet(new_key)
     assert new.decrypt(stored["alice"].encode()).decode() == alice
     assert new.decrypt(stored["bob"].encode()).decode() == bob
+
+
+# --- Two-tier lockout (review findings 6 and 12) -------------------------------------------
+
+
+def login_via(auth, address, password=PASSWORD, username="alice", offset=0):
+    body = {"username": username, "password": password, "otp": auth.code(username, offset)}
+    return auth.client.post("/login", json=body, environ_base={"REMOTE_ADDR": address})
+
+
+def test_a_strangers_failures_do_not_lock_the_owner_out(auth):
+    auth.register("alice")
+    for _ in range(5):
+        assert login_via(auth, "203.0.113.9", "wrong password!").status_code == 401
+    assert login_via(auth, "203.0.113.9").status_code == 429  # the stranger is locked out
+    assert login_via(auth, "198.51.100.7").status_code == 200  # the owner is not
+
+
+def test_ipv6_clients_are_counted_by_their_slash_64(auth):
+    auth.register("alice")
+    for host in range(1, 6):  # five addresses of one /64: one client
+        assert login_via(auth, f"2001:db8:1:2::{host}", "wrong password!").status_code == 401
+    assert login_via(auth, "2001:db8:1:2:ffff::1").status_code == 429
+    assert login_via(auth, "2001:db8:1:3::1").status_code == 200  # another /64
+
+
+def test_a_success_resets_both_tiers_for_that_client(app, auth, db):
+    app.config["LOGIN_HARD_LOCK_FAILURES"] = 6
+    auth.register("alice")
+    for _ in range(4):
+        login_via(auth, "203.0.113.9", "wrong password!")
+    assert login_via(auth, "203.0.113.9").status_code == 200
+    assert sql(db, "SELECT * FROM client_failures") == ()
+    assert sql(db, "SELECT * FROM login_failures") == ()
+
+
+def test_consecutive_failures_from_many_clients_lock_the_account_until_an_admin_unlocks(
+    app, auth, db, caplog
+):
+    caplog.set_level(logging.INFO, logger="secureapi.audit")
+    app.config["LOGIN_HARD_LOCK_FAILURES"] = 12
+    auth.create_user("root_admin", "admin")
+    admin = {"Authorization": f"Bearer {auth.token('root_admin')}"}
+    auth.register("alice")
+    for client in range(12):  # three guesses each from four addresses: no fast lock
+        assert login_via(auth, f"203.0.113.{client // 3}", "wrong!!!!").status_code == 401
+    response = login_via(auth, "198.51.100.7")  # the owner, right password and code
+    assert response.status_code == 403
+    assert "an admin can unlock it" in response.json["message"]
+    assert "Retry-After" not in response.headers
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any('"event": "account_locked"' in r.getMessage() for r in warnings)
+
+    alice = sql(db, "SELECT id FROM users WHERE username = 'alice'")[0]["id"]
+    assert auth.client.get(f"/users/{alice}", headers=admin).json["locked"] is True
+    response = auth.client.patch(f"/users/{alice}", json={"locked": False}, headers=admin)
+    assert response.status_code == 200 and response.json["user"]["locked"] is False
+    assert login_via(auth, "198.51.100.7", offset=1).status_code == 200
+
+
+def test_unknown_usernames_are_counted_under_a_keyed_hash(auth, db, caplog):
+    caplog.set_level(logging.INFO, logger="secureapi.audit")
+    auth.client.post(
+        "/login", json={"username": "MyS3cretPassw0rd", "password": "x" * 9, "otp": "000000"}
+    )
+    (row,) = sql(db, "SELECT username FROM login_failures")
+    assert row["username"].startswith("~") and "MyS3cret" not in row["username"]
+    assert "MyS3cret" not in caplog.text

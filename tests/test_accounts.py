@@ -367,7 +367,15 @@ def test_admin_lists_users_page_by_page(auth, client, admin):
     assert response.status_code == 200
     first = response.json
     assert [user["username"] for user in first] == ["root_admin", "bob"]
-    assert set(first[0]) == {"id", "username", "role", "disabled", "created_at", "twofa_confirmed"}
+    assert set(first[0]) == {
+        "id",
+        "username",
+        "role",
+        "disabled",
+        "locked",
+        "created_at",
+        "twofa_confirmed",
+    }
     assert first[0]["role"] == "admin" and first[0]["twofa_confirmed"] is True
     link = response.headers["Link"]
     assert link == f'</users?limit=2&after={first[1]["id"]}>; rel="next"'
@@ -392,6 +400,7 @@ def test_admin_reads_and_changes_one_user(auth, client, db, admin):
         "username": "bob",
         "role": "admin",
         "disabled": True,
+        "locked": False,
         "created_at": None,
         "twofa_confirmed": False,
     }
@@ -409,7 +418,8 @@ def test_admin_reads_and_changes_one_user(auth, client, db, admin):
         ({"role": None}, "'role' must be one of"),
         ({"disabled": "yes"}, "'disabled' must be true or false"),
         ({"disabled": 1}, "'disabled' must be true or false"),
-        ({"locked": False, "name": "x"}, "Unknown field(s): locked, name"),
+        ({"admin": False, "name": "x"}, "Unknown field(s): admin, name"),
+        ({"locked": True}, "'locked' can only be set to false"),
     ],
 )
 def test_user_patch_validation(auth, client, db, admin, body, message):
