@@ -9,6 +9,7 @@ import os
 
 import MySQLdb
 from flask import Flask
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -22,7 +23,7 @@ from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
 from passwords import dummy_password_hash
-from rate_limits import limiter
+from rate_limits import handle_rate_limited, limiter
 from tokens import ROLES
 from two_factor import rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
@@ -42,6 +43,8 @@ def create_app(test_config=None):
         raise RuntimeError("REGISTRATION must be open or closed")
     if app.config["REGISTRATION_ROLE"] not in ROLES:
         raise RuntimeError("REGISTRATION_ROLE must be viewer, editor or admin")
+    if app.config["TOTP_VALID_WINDOW"] not in (0, 1):
+        raise RuntimeError("TOTP_VALID_WINDOW must be 0 or 1")
     app.extensions["totp_fernet"] = totp_fernet(app)
     app.config["DUMMY_PASSWORD_HASH"] = dummy_password_hash(app.config["BCRYPT_ROUNDS"])
     if app.config["PROXY_FIX_X_FOR"]:
@@ -62,6 +65,7 @@ def create_app(test_config=None):
     app.register_blueprint(docs.bp)
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limited)
     app.register_error_handler(errors.ValidationError, errors.handle_validation_error)
     app.register_error_handler(MySQLdb.OperationalError, errors.handle_database_unavailable)
     app.register_error_handler(Exception, errors.handle_unexpected_error)

@@ -17,7 +17,7 @@ from accounts import (
 from audit import audit
 from config import now
 from db import execute, query, transaction
-from errors import error_response
+from errors import ValidationError, error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, lockout_account, refuse
 from passwords import password_matches, validate_new_password
 from rate_limits import limiter
@@ -40,9 +40,19 @@ LOGIN_FAILED = "Invalid username, password or one-time code."
 BASIC_REALM = 'Basic realm="SecureAPI", charset="UTF-8"'
 
 
+# Names that look like the operator's: only the CLI may give them out.
+RESERVED_USERNAMES = frozenset(
+    ("admin", "administrator", "root", "system", "support", "security", "superuser",
+     "sysadmin", "operator", "moderator", "staff", "owner", "webmaster", "postmaster",
+     "hostmaster", "abuse", "noc", "secureapi", "api", "help", "info", "official")
+)  # fmt: skip
+
+
 def validate_registration(data):
     refuse_unknown_fields(data, ("username", "password"))
     username = validate_username(require_text(data, "username"))
+    if username.lower() in RESERVED_USERNAMES:
+        raise ValidationError("That username is reserved; choose another.")
     return username, validate_new_password(require_text(data, "password"))
 
 

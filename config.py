@@ -74,6 +74,9 @@ class Config:
     JWT_EXPIRES_SECONDS = env_int("JWT_EXPIRES_SECONDS", 600)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
     TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "SecureAPI")
+    # Time steps accepted either side of the current one: 1 (90 s in all) forgives a phone
+    # whose clock is a little off; 0 accepts only the current 30 s.
+    TOTP_VALID_WINDOW = env_int("TOTP_VALID_WINDOW", 1)
     # How long after registration or a 2FA reset the QR code is served (unless a login
     # closes it sooner).
     ENROLMENT_WINDOW_SECONDS = env_int("ENROLMENT_WINDOW_SECONDS", 900)
@@ -95,7 +98,9 @@ class Config:
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
     RATELIMIT_REGISTER = os.environ.get("RATELIMIT_REGISTER", "5 per minute")
     RATELIMIT_QRCODE = os.environ.get("RATELIMIT_QRCODE", "10 per minute")
-    RATELIMIT_HEADERS_ENABLED = True  # Retry-After on every 429
+    # Off: they add Retry-After to every response; rate_limits.handle_rate_limited sets it
+    # on the 429s, the only place it belongs (with 503).
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "secureapi")
     # If the limits store is down, limit per process rather than fail every request.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
@@ -103,4 +108,9 @@ class Config:
     PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
 
     MAX_CONTENT_LENGTH = 1024 * 1024
+    # Strict-Transport-Security max-age; set it (e.g. 31536000) only when served over HTTPS.
+    HSTS_SECONDS = env_int("HSTS_SECONDS", 0)
+    # RFC 9068 access tokens: who issues them and for whom; checked on every request.
+    JWT_ISSUER = os.environ.get("JWT_ISSUER", "SecureAPI")
+    JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "SecureAPI")
     CLOCK = staticmethod(time.time)

@@ -47,4 +47,5 @@ def get_docs_asset(name):
 def get_docs():
     response = current_app.make_response(render_template("docs.html"))
     response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
     return response

@@ -100,9 +100,21 @@ def refuse_oversized_body():
             abort(413)
 
 
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
 def add_security_headers(response):
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
     # Responses carry secrets, tokens, QR codes or private inventory: no cache keeps them.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    headers["Cache-Control"] = "no-store"
+    headers["X-Request-ID"] = g.get("request_id", "")
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    # JSON and images need nothing loaded and no frame; /docs sets its own policy.
+    headers.setdefault("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
+    if current_app.config["HSTS_SECONDS"] > 0:
+        headers["Strict-Transport-Security"] = f"max-age={current_app.config['HSTS_SECONDS']}"
+    if response.status_code not in (429, 503):
+        headers.pop("Retry-After", None)
     return response

@@ -1,11 +1,15 @@
-"""Per-client rate limits (Flask-Limiter): the unbound extension, and the audit line each
-refusal writes. The limits themselves are RATELIMIT_* settings (config.py)."""
+"""Per-client rate limits (Flask-Limiter): the unbound extension, the audit line each
+refusal writes, and the 429 it answers. The limits are RATELIMIT_* settings (config.py)."""
+
+import math
+import time
 
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from audit import audit
+from errors import error_response
 
 
 def audit_rate_limited(limit):
@@ -13,3 +17,19 @@ def audit_rate_limited(limit):
 
 
 limiter = Limiter(get_remote_address, on_breach=audit_rate_limited)
+
+
+def handle_rate_limited(error):
+    """Flask-Limiter's own headers are off (they went on every response, and overrode the
+    lockout's Retry-After): the 429 says when to come back, in the header and the text."""
+    limit = limiter.current_limit
+    if limit is None:
+        retry_after = 60
+    else:  # reset_at is rounded up to a whole second: never say more than the window
+        window = limit.limit.get_expiry()
+        retry_after = min(window, max(1, math.ceil(limit.reset_at - time.time())))
+    return error_response(
+        429,
+        f"Too many requests from this client; try again in {retry_after} seconds.",
+        {"Retry-After": str(retry_after)},
+    )

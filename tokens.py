@@ -27,13 +27,17 @@ def token_digest(token):
 
 def issue_token(user_id):
     issued_at = int(time.time())
+    config = current_app.config
     claims = {
+        "iss": config["JWT_ISSUER"],
+        "aud": config["JWT_AUDIENCE"],
         "sub": str(user_id),
         "iat": issued_at,
-        "exp": issued_at + current_app.config["JWT_EXPIRES_SECONDS"],
+        "exp": issued_at + config["JWT_EXPIRES_SECONDS"],
         "jti": secrets.token_urlsafe(16),
     }
-    return jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm="HS256")
+    # RFC 9068: typ at+jwt tells this access token apart from any other JWT the key signs.
+    return jwt.encode(claims, config["SECRET_KEY"], algorithm="HS256", headers={"typ": "at+jwt"})
 
 
 def invalid_token(reason, username=None):
@@ -85,16 +89,23 @@ def token_holder():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token or " " in token:
         return invalid_token("malformed")
+    config = current_app.config
     try:
         claims = jwt.decode(
             token,
-            current_app.config["SECRET_KEY"],
+            config["SECRET_KEY"],
             algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
-            options={"require": ["exp", "iat", "sub"]},
+            issuer=config["JWT_ISSUER"],
+            audience=config["JWT_AUDIENCE"],
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
         )
+        # The header is signed too, so after decode() it can be trusted.
+        typed = jwt.get_unverified_header(token).get("typ") == "at+jwt"
     except jwt.ExpiredSignatureError:
         return invalid_token("expired")
     except jwt.InvalidTokenError:
+        return invalid_token("invalid")
+    if not typed:
         return invalid_token("invalid")
     subject = claims["sub"]
     if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):

@@ -60,12 +60,14 @@ def decrypt_secret(stored):
 
 
 def matching_otp_step(secret, code):
-    """The time step (current one or one either side) whose TOTP equals code, else None."""
+    """The time step (the current one, or TOTP_VALID_WINDOW either side for clock drift)
+    whose TOTP equals code, else None."""
     if secret is None or not re.fullmatch(r"[0-9]{6}", code):
         return None
     totp = pyotp.TOTP(secret)
     current = int(now()) // TOTP_STEP_SECONDS
-    for step in (current - 1, current, current + 1):
+    window = current_app.config["TOTP_VALID_WINDOW"]
+    for step in range(current - window, current + window + 1):
         if hmac.compare_digest(totp.generate_otp(step), code):
             return step
     return None

@@ -14,7 +14,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from app import create_app
-from tests.conftest import PASSWORD, TEST_TOTP_KEY, app_config, post_concurrently, sql
+from tests.conftest import PASSWORD, TEST_TOTP_KEY, AuthActions, app_config, post_concurrently, sql
 
 # --- Per-account lockout ------------------------------------------------------------------
 
@@ -122,8 +122,11 @@ def test_rate_limit_trips_per_client_with_retry_after(limited_app, caplog):
     assert statuses == [401, 401, 401, 429]
     response = login_from(client, "10.0.0.1")
     assert response.mimetype == "application/problem+json"
-    assert response.json["message"] == "Too many requests from this client; try again later."
-    assert 0 < int(response.headers["Retry-After"]) <= 60
+    seconds = response.headers["Retry-After"]
+    assert 0 < int(seconds) <= 60
+    assert response.json["message"] == (
+        f"Too many requests from this client; try again in {seconds} seconds."
+    )
     assert login_from(client, "10.0.0.2").status_code == 401  # another client is not limited
     assert '"event": "rate_limited"' in caplog.text
 
@@ -589,3 +592,27 @@ def test_unknown_usernames_are_counted_under_a_keyed_hash(auth, db, caplog):
     (row,) = sql(db, "SELECT username FROM login_failures")
     assert row["username"].startswith("~") and "MyS3cret" not in row["username"]
     assert "MyS3cret" not in caplog.text
+
+
+# --- Retry-After only where it belongs, and it agrees with the message ---------------------
+
+
+def test_retry_after_is_on_429_only_and_agrees_with_the_message(make_limited_app, clock):
+    app = make_limited_app(RATELIMIT_LOGIN="100 per minute")
+    auth = AuthActions(app.test_client(), clock)
+    registered = auth.client.post("/register", json={"username": "alice", "password": PASSWORD})
+    assert registered.status_code == 201 and "Retry-After" not in registered.headers
+    auth.secrets["alice"] = registered.json["secret"]
+    fail(auth, times=5)
+    locked = auth.login("alice")
+    assert locked.status_code == 429
+    assert locked.headers["Retry-After"] == "30"
+    assert "try again in 30 seconds" in locked.json["message"]
+
+    limited = make_limited_app(RATELIMIT_QRCODE="1 per minute").test_client()
+    assert "Retry-After" not in limited.get("/qrcode/alice").headers
+    refused = limited.get("/qrcode/alice")
+    assert refused.status_code == 429
+    seconds = refused.headers["Retry-After"]
+    assert 0 < int(seconds) <= 60
+    assert f"try again in {seconds} seconds" in refused.json["message"]

@@ -142,3 +142,29 @@ def test_authenticated_read_costs_two_queries_and_no_connection(client, auth, db
     # Token check + product query, + 1: the SHOW STATUS that reads the count counts itself.
     assert global_status(db, "Questions") - questions == 3
     assert global_status(db, "Connections") == connections
+
+
+# --- Security headers (review finding 15) --------------------------------------------------
+
+
+def test_every_response_carries_the_security_headers(client, auth):
+    for response in (
+        client.get("/products", headers=auth.headers()),
+        client.get("/products"),
+        client.get("/no-such-page"),
+        client.get("/openapi.json"),
+    ):
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+        csp = response.headers["Content-Security-Policy"]
+        assert csp == "default-src 'none'; frame-ancestors 'none'"
+        assert "Strict-Transport-Security" not in response.headers
+    docs = client.get("/docs")
+    assert docs.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert "script-src 'self'" in docs.headers["Content-Security-Policy"]
+
+
+def test_hsts_when_configured(database, db, clock):
+    app = create_app(app_config(database, CLOCK=clock, HSTS_SECONDS=31536000))
+    response = app.test_client().get("/openapi.json")
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"

@@ -224,8 +224,10 @@ def test_login_returns_bearer_token_and_stores_only_its_digest(auth, db):
     assert body["expires_in"] == 600
     assert response.headers["Cache-Control"] == "no-store"
 
-    claims = jwt.decode(body["token"], TEST_SECRET_KEY, algorithms=["HS256"])
+    claims = jwt.decode(body["token"], TEST_SECRET_KEY, algorithms=["HS256"], audience="SecureAPI")
     assert claims["exp"] - claims["iat"] == 600
+    assert claims["iss"] == "SecureAPI"
+    assert jwt.get_unverified_header(body["token"])["typ"] == "at+jwt"
     (user,) = sql(db, "SELECT id, last_token, twofa_confirmed_at FROM users")
     assert claims["sub"] == str(user["id"])
     assert user["last_token"] == hashlib.sha256(body["token"].encode()).hexdigest()
@@ -335,8 +337,15 @@ def test_token_in_query_string_is_not_accepted(client, auth):
 
 def invalid_token_cases(user_id):
     now = int(time.time())
-    good = {"sub": user_id, "iat": now, "exp": now + 600}
+    good = {"sub": user_id, "iat": now, "exp": now + 600, "iss": "SecureAPI", "aud": "SecureAPI"}
+    at_jwt = {"typ": "at+jwt"}
     return [
+        # RFC 9068: signed with the key, but not an access token of this API.
+        forge(good),  # typ JWT, not at+jwt
+        forge(good | {"aud": "another-api"}, headers=at_jwt),
+        forge(good | {"iss": "someone-else"}, headers=at_jwt),
+        forge({k: v for k, v in good.items() if k != "aud"}, headers=at_jwt),
+        forge({k: v for k, v in good.items() if k != "iss"}, headers=at_jwt),
         "",
         "garbage",
         "a.b.c",
@@ -411,3 +420,23 @@ def test_tokens_are_per_user(client, auth):
     bob = auth.headers("bob")
     client.post("/logout", headers=alice)
     assert client.get("/products", headers=bob).status_code == 200
+
+
+# --- Reserved names, TOTP window ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["admin", "Root", "ADMINISTRATOR", "support", "security"])
+def test_self_registration_refuses_reserved_names(client, runner, name):
+    response = client.post("/register", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 400
+    assert "reserved" in response.json["message"]
+    result = runner.invoke(args=["create-user", name, "--role", "admin"], input=PASSWORD)
+    assert result.exit_code == 0, result.output  # the operator may
+
+
+def test_totp_valid_window_zero_accepts_only_the_current_step(app, auth):
+    app.config["TOTP_VALID_WINDOW"] = 0
+    auth.register("alice")
+    assert auth.login("alice", offset=1).status_code == 401
+    assert auth.login("alice", offset=-1).status_code == 401
+    assert auth.login("alice").status_code == 200
