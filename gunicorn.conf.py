@@ -2,6 +2,9 @@
 
 import multiprocessing
 import os
+import re
+
+from gunicorn.glogging import Logger
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 # Sync workers: requests are short and bcrypt is CPU-bound, so one per core plus one.
@@ -18,3 +21,22 @@ errorlog = "-"
 # %(U)s is the path without the query string, and no header is logged: neither an
 # Authorization header nor a token pasted into a URL can end up in the logs.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+
+class EscapingLogger(Logger):
+    """The access log escapes control characters, quotes and backslashes in every field:
+    a path with %0a cannot forge a line, and %1b cannot send escapes to a terminal."""
+
+    UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {
+            key: self.UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+            if isinstance(value, str)
+            else value
+            for key, value in atoms.items()
+        }
+
+
+logger_class = EscapingLogger

@@ -267,6 +267,7 @@ class Instance:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
         }
+        self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [
@@ -385,3 +386,18 @@ def test_concurrent_writes_lose_nothing(instances, auth, db):
     rows = sql(db, "SELECT id, quantity FROM products ORDER BY id")
     assert [row["id"] for row in rows] == to_update
     assert {row["quantity"] for row in rows} == {7}
+
+
+def test_access_log_escapes_control_characters(instances):
+    """Review finding 10: a decoded %0a or %1b in the path cannot forge a log line or reach
+    a terminal."""
+    a = instances[0]
+    a.call("GET", "/products%0a127.0.0.1%20-%20%22GET%20/forged%20HTTP/1.1%22%20200%1b[31m")
+    wait_until(lambda: "forged" in a.log_path.read_text())
+    line = next(line for line in a.log_path.read_text().splitlines() if "forged" in line)
+    assert line.startswith("127.0.0.1 ")
+    assert "\\x0a" in line and "\\x1b[31m" in line and "\\x22" in line
+    assert "\x1b" not in a.log_path.read_text()
+    assert not any(
+        line.startswith('127.0.0.1 - "GET /forged') for line in a.log_path.read_text().splitlines()
+    )
