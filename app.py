@@ -25,7 +25,7 @@ from db import init_db_command, mysql
 from passwords import dummy_password_hash
 from rate_limits import handle_rate_limited, limiter
 from tokens import ROLES
-from two_factor import rotate_totp_keys_command, totp_fernet
+from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
 
 
@@ -46,6 +46,7 @@ def create_app(test_config=None):
     if app.config["TOTP_VALID_WINDOW"] not in (0, 1):
         raise RuntimeError("TOTP_VALID_WINDOW must be 0 or 1")
     app.extensions["totp_fernet"] = totp_fernet(app)
+    app.extensions["recovery_code_key"] = recovery_code_key(app)
     app.config["DUMMY_PASSWORD_HASH"] = dummy_password_hash(app.config["BCRYPT_ROUNDS"])
     if app.config["PROXY_FIX_X_FOR"]:
         # Trust X-Forwarded-For only as far as the operator says proxies add to it.

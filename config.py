@@ -83,6 +83,9 @@ class Config:
     # Fernet key(s) for TOTP secrets at rest, comma-separated, newest first; generated into
     # instance/totp_encryption_key when unset.
     TOTP_ENCRYPTION_KEY = os.environ.get("TOTP_ENCRYPTION_KEY") or None
+    # HMAC key of the recovery-code digests (at least 32 bytes); generated into
+    # instance/recovery_code_key when unset. Losing it voids every recovery code.
+    RECOVERY_CODE_KEY = os.environ.get("RECOVERY_CODE_KEY") or None
 
     # Per-account lockout, shared by every worker and instance through the database.
     LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)

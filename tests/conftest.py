@@ -18,6 +18,7 @@ TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
 PASSWORD = "correct horse battery staple"
 # Fixed, not generated: tests import this module under two names.
 TEST_TOTP_KEY = base64.urlsafe_b64encode(b"test-only-totp-encryption-key-32").decode()
+TEST_RECOVERY_CODE_KEY = "test-only-recovery-code-key-that-is-long-enough"
 
 
 def server_settings():
@@ -96,6 +97,7 @@ def app_config(database, **overrides):
         "MYSQL_DB": database,
         "SECRET_KEY": TEST_SECRET_KEY,
         "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
+        "RECOVERY_CODE_KEY": TEST_RECOVERY_CODE_KEY,
         "BCRYPT_ROUNDS": 4,  # fast tests; production default stays 12
         "RATELIMIT_ENABLED": False,  # tests/test_abuse.py turns it on where it is tested
     } | overrides

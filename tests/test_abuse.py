@@ -1,5 +1,6 @@
 """Lockout, rate limits, recovery codes, 2FA reset, encrypted secrets and the audit log."""
 
+import hashlib
 import json
 import logging
 import re
@@ -616,3 +617,33 @@ def test_retry_after_is_on_429_only_and_agrees_with_the_message(make_limited_app
     seconds = refused.headers["Retry-After"]
     assert 0 < int(seconds) <= 60
     assert f"try again in {seconds} seconds" in refused.json["message"]
+
+
+# --- Recovery codes at rest (review finding 11) ---------------------------------------------
+
+
+def test_recovery_codes_are_keyed_and_salted_so_a_dump_tests_no_guess(
+    auth, client, db, database, clock
+):
+    codes = auth.register("alice")["recovery_codes"]
+    user_id = sql(db, "SELECT id FROM users")[0]["id"]
+    stored = sql(db, "SELECT salt, code_hash FROM recovery_codes")
+    assert len({row["salt"] for row in stored}) == 10  # a random salt per code
+    # v1's digest, which anyone with the dump could compute, matches none of them.
+    v1 = {
+        hashlib.sha256(f"{user_id}:{code.replace('-', '')}".encode()).hexdigest() for code in codes
+    }
+    assert not v1 & {row["code_hash"] for row in stored}
+    # The key is not in the database: an app with another key cannot use the codes.
+    other = create_app(app_config(database, CLOCK=clock, RECOVERY_CODE_KEY="k" * 40))
+    assert recovery_login(other.test_client(), codes[0]).status_code == 401
+    assert recovery_login(client, codes[0]).status_code == 200
+
+
+def test_v1_recovery_codes_keep_working_once(auth, client, db):
+    auth.register("alice")
+    user_id = sql(db, "SELECT id FROM users")[0]["id"]
+    digest = hashlib.sha256(f"{user_id}:aaaabbbbcccc".encode()).hexdigest()
+    sql(db, "INSERT INTO recovery_codes (user_id, code_hash) VALUES (%s, %s)", (user_id, digest))
+    assert recovery_login(client, "aaaa-bbbb-cccc").status_code == 200
+    assert recovery_login(client, "aaaa-bbbb-cccc").status_code == 401

@@ -24,7 +24,14 @@ import pytest
 
 from app import create_app
 from db import init_db
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, TEST_TOTP_KEY, app_config, sql
+from tests.conftest import (
+    PASSWORD,
+    TEST_RECOVERY_CODE_KEY,
+    TEST_SECRET_KEY,
+    TEST_TOTP_KEY,
+    app_config,
+    sql,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -261,6 +268,7 @@ class Instance:
             "MYSQL_DB": database,
             "SECRET_KEY": TEST_SECRET_KEY,
             "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
+            "RECOVERY_CODE_KEY": TEST_RECOVERY_CODE_KEY,
             "BCRYPT_ROUNDS": "4",
             "RATELIMIT_ENABLED": "false",
             "WORKERS": "2",
