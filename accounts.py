@@ -12,7 +12,7 @@ from audit import audit
 from db import transaction, utc_iso
 from errors import ValidationError, error_response
 from lockout import claim_attempt, give_back_attempt, refuse, unlock
-from passwords import check_password, hash_password, validate_new_password
+from passwords import check_password, hash_password
 from tokens import ROLES, invalid_token, lock_token_holder
 from two_factor import (
     encrypt_secret,
@@ -48,7 +48,7 @@ def validate_role(value):
 def create_account(username, password, role):
     """Store a new user with a fresh TOTP secret and recovery codes; return
     (id, secret, recovery codes). Raises UsernameTaken."""
-    password_hash = hash_password(validate_new_password(password))
+    password_hash = hash_password(password)  # the caller has validated it
     secret = pyotp.random_base32()  # 160 bits from the secrets module
     try:
         with transaction() as cursor:

@@ -19,7 +19,7 @@ from config import now
 from db import execute, query, transaction
 from errors import ValidationError, error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, lockout_account, refuse
-from passwords import password_matches, validate_new_password
+from passwords import hash_password, needs_rehash, password_matches, validate_new_password
 from rate_limits import limiter
 from tokens import issue_token, token_digest, token_required
 from two_factor import (
@@ -53,7 +53,7 @@ def validate_registration(data):
     username = validate_username(require_text(data, "username"))
     if username.lower() in RESERVED_USERNAMES:
         raise ValidationError("That username is reserved; choose another.")
-    return username, validate_new_password(require_text(data, "password"))
+    return username, validate_new_password(require_text(data, "password"), username=username)
 
 
 def validate_login(data):
@@ -222,6 +222,13 @@ def login():
     if field == "recovery_code":
         audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
     audit("login_succeeded", user["username"], method=field)
+    if needs_rehash(user["password"]):
+        # A v1 hash, or another cost than BCRYPT_ROUNDS: replaced now that the password is
+        # known, unless it changed meanwhile.
+        execute(
+            "UPDATE users SET password = %s WHERE id = %s AND password = %s",
+            (hash_password(password), user["id"], user["password"]),
+        )
     return body | {"expires_in": current_app.config["JWT_EXPIRES_SECONDS"]}
 
 

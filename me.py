@@ -40,7 +40,9 @@ def get_me():
 def change_password():
     data = json_object()
     refuse_unknown_fields(data, ("current_password", "new_password", "otp", "recovery_code"))
-    new_password = validate_new_password(require_text(data, "new_password"), "new_password")
+    new_password = validate_new_password(
+        require_text(data, "new_password"), "new_password", username=g.user["username"]
+    )
     with reauthenticated(data, "current_password") as cursor:
         # Hashed only now: a refused attempt costs one bcrypt, not two.
         new_hash = hash_password(new_password)

@@ -167,7 +167,7 @@ def create_user_command(username, role, as_json):
     try:
         validate_username(username)
         validate_role(role)
-        password = validate_new_password(read_password())
+        password = validate_new_password(read_password(), username=username)
         _, secret, codes = create_account(username, password, role)
     except ValidationError as error:
         raise click.ClickException(error.message) from None

@@ -29,6 +29,7 @@ from cryptography.fernet import Fernet
 
 from config import Config
 from db import init_db
+from passwords import PREHASHED, prehash
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))
@@ -150,7 +151,8 @@ def main():
 
 def seed_users(cursor, fernet, rounds):
     """Users for the login scenario: one code each, as a phone would show."""
-    password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds)).decode()
+    # The format the app writes (no v1 hash, which a login would replace: a second bcrypt).
+    password_hash = PREHASHED + bcrypt.hashpw(prehash(PASSWORD), bcrypt.gensalt(rounds)).decode()
     users = [(f"bench{n}", pyotp.random_base32()) for n in range(LOGIN_USERS)]
     cursor.executemany(
         "INSERT INTO users (username, password, twofa_secret) VALUES (%s, %s, %s)",

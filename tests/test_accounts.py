@@ -188,7 +188,7 @@ def test_create_user_text_output_has_a_terminal_qr_code(runner):
         (["create-user", "dan", "--role", "king"], PASSWORD, "'role' must be one of"),
         (["create-user", "x", "--role", "viewer"], PASSWORD, "3-64 characters"),
         (["create-user", "dan"], "short", "at least 8 characters"),
-        (["create-user", "dan"], "password123", "too common"),
+        (["create-user", "dan"], "password123", "too easy to guess"),
         (["create-user", "taken"], PASSWORD, "already taken"),
         (["set-role", "taken", "king"], "", "'role' must be one of"),
         (["set-role", "nobody", "admin"], "", "No user is called"),
@@ -298,7 +298,7 @@ def test_password_change_with_a_recovery_code_consumes_it(auth, client, db):
         ),
         (
             {"current_password": PASSWORD, "new_password": "password1", "otp": "123456"},
-            "'new_password' is too common",
+            "'new_password' is too easy to guess",
         ),
         ({"current_password": PASSWORD, "new_password": NEW_PASSWORD, "x": 1}, "Unknown field"),
     ],

@@ -4,12 +4,14 @@ import io
 import logging
 import time
 
+import bcrypt
 import jwt
 import pyotp
 import pytest
 import zxingcpp
 from PIL import Image
 
+from passwords import dummy_password_hash
 from tests.conftest import PASSWORD, TEST_SECRET_KEY, post_concurrently, sql
 
 # --- /register ----------------------------------------------------------------------------
@@ -29,7 +31,7 @@ def test_register_returns_enrolment_and_stores_hash(client, db):
     assert response.headers["Cache-Control"] == "no-store"
 
     (user,) = sql(db, "SELECT password, last_token FROM users WHERE username = 'alice'")
-    assert user["password"].startswith("$2b$04$")  # bcrypt with the configured cost
+    assert user["password"].startswith("sha256$$2b$04$")  # pre-hashed bcrypt, configured cost
     assert PASSWORD not in user["password"]
     assert user["last_token"] is None
 
@@ -63,12 +65,16 @@ def test_register_duplicate_username_is_409(client, auth, db, taken):
         ({"username": "alice'--", "password": PASSWORD}, "3-64 characters"),
         ({"username": "ålice", "password": PASSWORD}, "3-64 characters"),
         ({"username": "alice", "password": "short1!"}, "at least 8 characters"),
-        ({"username": "alice", "password": "é" * 37}, "at most 72 bytes"),
-        ({"username": "alice", "password": "password"}, "too common"),
-        ({"username": "alice", "password": "12345678"}, "too common"),
-        ({"username": "alice", "password": "password1"}, "too common"),
-        ({"username": "alice", "password": "QwertyUIOP"}, "too common"),
-        ({"username": "alice", "password": "sunshine"}, "too common"),
+        ({"username": "alice", "password": "Zq8#vLp2" * 33}, "at most 256 characters"),
+        ({"username": "alice", "password": "password"}, "too easy to guess"),
+        ({"username": "alice", "password": "12345678"}, "too easy to guess"),
+        ({"username": "alice", "password": "password1"}, "too easy to guess"),
+        ({"username": "alice", "password": "QwertyUIOP"}, "too easy to guess"),
+        ({"username": "alice", "password": "sunshine"}, "common password"),
+        ({"username": "alice", "password": "é" * 37}, "Repeats"),  # zxcvbn's feedback
+        ({"username": "alice", "password": "alice"}, "at least 8"),
+        ({"username": "alice.smith", "password": "my Alice.Smith 2026!"}, "the username"),
+        ({"username": "alice", "password": "          "}, "only whitespace"),
         ({"username": "alice", "password": "pass\ud800word1"}, "valid Unicode"),
         ({"username": "alice", "password": "\u0000" * 8}, "control characters"),
         ({"username": "alice", "password": "long enough\u0000"}, "control characters"),
@@ -99,10 +105,17 @@ def test_register_form_body_is_415(client):
     assert "application/json" in response.json["message"]
 
 
-def test_register_accepts_72_byte_password_and_it_logs_in(auth):
-    password = "é" * 36  # 72 bytes in UTF-8
+def test_long_non_ascii_passwords_work_and_are_not_truncated(auth, clock):
+    """Review finding 14: 64 non-ASCII characters (128+ bytes) are a fine password, and
+    two that share their first 72 bytes are different passwords."""
+    password = "Жёлтый кот гуляет по крыше и смотрит на луну, думая о рыбе"  # 59 characters
+    assert len(password.encode()) > 72
     auth.register("alice", password)
     assert auth.login("alice", password).status_code == 200
+    clock.advance(30)
+    assert auth.login("alice", password[:-1] + "X").status_code == 401
+    auth.register("bob", "Zq8#vLp2" * 32)  # 256 characters
+    assert auth.login("bob", "Zq8#vLp2" * 32).status_code == 200
 
 
 # --- /qrcode/<username> -------------------------------------------------------------------
@@ -440,3 +453,42 @@ def test_totp_valid_window_zero_accepts_only_the_current_step(app, auth):
     assert auth.login("alice", offset=1).status_code == 401
     assert auth.login("alice", offset=-1).status_code == 401
     assert auth.login("alice").status_code == 200
+
+
+# --- Password hashes: upgrade and equal timing (review finding 9) --------------------------
+
+
+def test_v1_and_other_cost_hashes_are_upgraded_at_the_next_login(app, auth, db, clock):
+    auth.register("alice")
+    v1 = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    sql(db, "UPDATE users SET password = %s", (v1,))
+    assert auth.login("alice").status_code == 200
+    upgraded = sql(db, "SELECT password FROM users")[0]["password"]
+    assert upgraded.startswith("sha256$$2b$04$")
+    app.config["BCRYPT_ROUNDS"] = 5
+    clock.advance(30)
+    assert auth.login("alice").status_code == 200
+    assert sql(db, "SELECT password FROM users")[0]["password"].startswith("sha256$$2b$05$")
+
+
+def test_after_a_cost_raise_unknown_and_known_users_cost_the_same_bcrypt_work(
+    app, auth, db, monkeypatch
+):
+    """Known users whose hash has the old cost are padded to the new one: the same work
+    (sum of 2**cost over the bcrypt checks) as an unknown user's dummy check."""
+    auth.register("alice")  # cost 4
+    work = []
+    real_checkpw = bcrypt.checkpw
+
+    def counting_checkpw(password, hashed):
+        work.append(2 ** int(hashed.split(b"$")[2]))
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    app.config["BCRYPT_ROUNDS"] = 6
+    app.config["DUMMY_PASSWORD_HASH"] = dummy_password_hash(6)
+    auth.login("alice", "wrong password!")
+    known = sum(work)
+    work.clear()
+    auth.login("nobody", "wrong password!", otp="000000")
+    assert known == sum(work) == 2**6

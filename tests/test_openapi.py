@@ -150,9 +150,9 @@ fuzz_schema = schemathesis.openapi.from_wsgi(
             "generation": {"max-examples": FUZZ_EXAMPLES, "database": "none"},
             "operations": [
                 {
-                    # JSON Schema cannot say "at most 72 bytes in UTF-8" or "not one of the
-                    # 30,000 most common passwords": openapi.yaml says it in prose, and a
-                    # schema-valid password may still get its documented 400.
+                    # JSON Schema cannot say "strong enough by zxcvbn" or "not containing the
+                    # username": openapi.yaml says it in prose, and a schema-valid password
+                    # may still get its documented 400.
                     "include-path": "/register",
                     "checks": {
                         "positive_data_acceptance": {
