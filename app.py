@@ -31,6 +31,7 @@ from validation import IdConverter
 
 def create_app(test_config=None):
     app = Flask(__name__, instance_relative_config=True)
+    app.json.ensure_ascii = False  # UTF-8 JSON: "ü", not "\\u00fc" (six bytes for one)
     app.config.from_object(Config)
     if test_config:
         app.config.update(test_config)

@@ -101,6 +101,8 @@ class Config:
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
     RATELIMIT_REGISTER = os.environ.get("RATELIMIT_REGISTER", "5 per minute")
     RATELIMIT_QRCODE = os.environ.get("RATELIMIT_QRCODE", "10 per minute")
+    # Product creates, changes and deletes, per user across all their clients.
+    RATELIMIT_WRITES = os.environ.get("RATELIMIT_WRITES", "120 per minute")
     # Off: they add Retry-After to every response; rate_limits.handle_rate_limited sets it
     # on the 429s, the only place it belongs (with 503).
     RATELIMIT_HEADERS_ENABLED = False

@@ -89,7 +89,13 @@ def assign_request_id():
 
 
 def refuse_oversized_body():
-    """413 for any body over the limit, even where the view never reads it."""
+    """413 for any body over the limit, even where the view never reads it; 415 for a
+    compressed one (the size limit, and every check, would apply to the compressed bytes)."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        return error_response(
+            415, "Content-Encoding is not supported: send the body uncompressed (identity)."
+        )
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None:
         if request.content_length > limit:

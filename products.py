@@ -4,14 +4,17 @@ the CRUD routes, all behind token_required."""
 import math
 from decimal import Decimal
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, request, url_for
 
 from audit import audit
 from db import execute, last_insert_id, query, utc_iso
 from errors import ValidationError, error_response
+from rate_limits import limiter
 from tokens import token_required
 from validation import (
     has_control_characters,
+    has_format_characters,
+    has_visible_character,
     json_object,
     refuse_unknown_fields,
     text,
@@ -23,6 +26,7 @@ bp = Blueprint("products", __name__)
 
 PRODUCT_FIELDS = ("name", "description", "price", "quantity")
 PRODUCT_COLUMNS = "id, name, description, price, quantity, created_at, updated_at"
+MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 1,000 long descriptions would be 64 MiB
 MAX_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 2_147_483_647
 
@@ -52,10 +56,15 @@ def validate_product(data, partial=False):
 
 def validate_name(value):
     name = text(value, "name")
-    if not name.strip():
+    if not has_visible_character(name):
         raise ValidationError("'name' must not be blank.")
     if has_control_characters(name):
         raise ValidationError("'name' must not contain control characters.")
+    if has_format_characters(name):
+        raise ValidationError(
+            "'name' must not contain invisible formatting characters (bidi overrides,"
+            " zero-width characters)."
+        )
     if len(name) > 255:
         raise ValidationError("'name' must be at most 255 characters.")
     return name
@@ -65,18 +74,23 @@ def validate_description(value):
     if value is None:
         return None
     description = text(value, "description")
-    if len(description) > 65_535:
-        raise ValidationError("'description' must be at most 65,535 characters.")
+    if len(description.encode("utf-8")) > 65_535:
+        raise ValidationError("'description' must be at most 65,535 bytes in UTF-8.")
+    if has_control_characters(description, allowed="\t\r\n"):
+        raise ValidationError(
+            "'description' must not contain control characters other than tab and line breaks."
+        )
     return description
 
 
 def validate_price(value):
-    # bool is a subclass of int; true is not a price.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # bool is a subclass of int; true is not a price. JSON fractions arrive as exact
+    # Decimals (validation.json_object); NaN and Infinity as floats.
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ValidationError("'price' must be a number.")
-    if isinstance(value, float) and not math.isfinite(value):
+    if not math.isfinite(value):
         raise ValidationError("'price' must be a finite number.")
-    price = Decimal(str(value))
+    price = Decimal(value)
     if not 0 <= price <= MAX_PRICE:
         raise ValidationError("'price' must be between 0 and 99999999.99.")
     if price.as_tuple().exponent < -2:
@@ -112,6 +126,15 @@ def fetch_product(product_id):
     return rows[0] if rows else None
 
 
+# Per user, not per address: one account cannot fill the database at line rate. Below
+# token_required, so g.user is known when the limit is checked.
+limit_writes = limiter.limit(
+    lambda: current_app.config["RATELIMIT_WRITES"],
+    key_func=lambda: f"user:{g.user['id']}",
+    scope="product-writes",
+)
+
+
 def product_not_found():
     return error_response(404, "No product has that id.")
 
@@ -119,6 +142,7 @@ def product_not_found():
 @bp.post("/product")
 @bp.post("/products")
 @token_required("editor")
+@limit_writes
 def create_product():
     product = validate_product(json_object())
     execute(
@@ -151,9 +175,19 @@ def list_products():
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
         (after, limit + 1),
     )
-    response = jsonify([product_json(row) for row in rows[:limit]])
-    if len(rows) > limit:
-        next_url = url_for("products.list_products", limit=limit, after=rows[limit - 1]["id"])
+    # Each row is serialised once; the page stops before it passes MAX_PAGE_BYTES (at
+    # least one row), and the next link continues after the last row sent.
+    parts, size = [], 2
+    for row in rows[:limit]:
+        part = current_app.json.dumps(product_json(row))
+        size += len(part.encode("utf-8")) + 1
+        if parts and size > MAX_PAGE_BYTES:
+            break
+        parts.append(part)
+    response = current_app.response_class(f"[{','.join(parts)}]", mimetype="application/json")
+    if len(rows) > len(parts):
+        last_id = rows[len(parts) - 1]["id"]
+        next_url = url_for("products.list_products", limit=limit, after=last_id)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
@@ -168,6 +202,7 @@ def get_product(product_id):
 @bp.put("/products/<id:product_id>")
 @bp.patch("/products/<id:product_id>")
 @token_required("editor")
+@limit_writes
 def update_product(product_id):
     changes = validate_product(json_object(), partial=request.method == "PATCH")
     # Column names come from PRODUCT_FIELDS (validate_product refuses any other key).
@@ -185,6 +220,7 @@ def update_product(product_id):
 
 @bp.delete("/products/<id:product_id>")
 @token_required("editor")
+@limit_writes
 def delete_product(product_id):
     if not execute("DELETE FROM products WHERE id = %s", (product_id,)):
         return product_not_found()

@@ -2,8 +2,10 @@
 pagination parameters and id path segments. Each raises ValidationError (a 400); what a
 resource's fields must hold lives beside its routes."""
 
+import json
 import re
 import unicodedata
+from decimal import Decimal
 
 from flask import abort, request
 from werkzeug.routing import IntegerConverter
@@ -20,15 +22,36 @@ class IdConverter(IntegerConverter):
 
 
 def json_object():
-    """The request body as a dict, or a clear 415/400."""
+    """The request body as a dict, or a clear 415/400. Strict where json.loads is lenient:
+    UTF-8 only (it would guess UTF-16/32), no duplicate keys (which would hide a value),
+    and numbers with a fraction as exact Decimals, so the decimal rules apply to the
+    literal that was sent."""
     if not request.is_json:
         abort(415)
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ValidationError("The request body must be UTF-8 (charset=utf-8).")
     try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # absurdly deep nesting
+        text = request.get_data().decode("utf-8-sig")  # a BOM is fine
+    except UnicodeDecodeError:
+        raise ValidationError("The request body must be UTF-8.") from None
+    try:
+        data = json.loads(text, object_pairs_hook=without_duplicates, parse_float=Decimal)
+    except ValidationError:
+        raise
+    except (ValueError, RecursionError):  # not JSON, or absurdly deep nesting
         data = None
     if not isinstance(data, dict):
         raise ValidationError("The request body must be a JSON object.")
+    return data
+
+
+def without_duplicates(pairs):
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValidationError(f"The key {duplicate[:40]!r} appears twice in one object.")
     return data
 
 
@@ -49,8 +72,20 @@ def text(value, field):
     return value
 
 
-def has_control_characters(value):
-    return any(unicodedata.category(character) == "Cc" for character in value)
+def has_control_characters(value, allowed=""):
+    return any(
+        unicodedata.category(character) == "Cc" and character not in allowed for character in value
+    )
+
+
+def has_format_characters(value):
+    """Bidi overrides, zero-width and other invisible formatting (category Cf)."""
+    return any(unicodedata.category(character) == "Cf" for character in value)
+
+
+def has_visible_character(value):
+    """A letter, digit, punctuation or symbol: not only spaces and marks."""
+    return any(unicodedata.category(character)[0] in "LNPS" for character in value)
 
 
 def refuse_unknown_fields(data, allowed):

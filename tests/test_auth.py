@@ -1,6 +1,7 @@
 import base64
 import hashlib
 import io
+import json
 import logging
 import time
 
@@ -82,7 +83,8 @@ def test_register_duplicate_username_is_409(client, auth, db, taken):
     ],
 )
 def test_register_validation(client, db, body, message):
-    response = client.post("/register", json=body)
+    # json.dumps escapes what UTF-8 cannot carry (a lone surrogate), as a JSON client would.
+    response = client.post("/register", data=json.dumps(body), content_type="application/json")
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
     assert message in response.json["message"]
@@ -96,7 +98,10 @@ def test_register_validation(client, db, body, message):
 def test_register_malformed_json_is_400(client, data):
     response = client.post("/register", data=data, content_type="application/json")
     assert response.status_code == 400
-    assert response.json["message"] == "The request body must be a JSON object."
+    assert response.json["message"] in (
+        "The request body must be a JSON object.",
+        "The request body must be UTF-8.",
+    )
 
 
 def test_register_form_body_is_415(client):
@@ -492,3 +497,38 @@ def test_after_a_cost_raise_unknown_and_known_users_cost_the_same_bcrypt_work(
     work.clear()
     auth.login("nobody", "wrong password!", otp="000000")
     assert known == sum(work) == 2**6
+
+
+# --- Strict JSON (review finding 17) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "message"),
+    [
+        ('{"username": "alice", "username": "admin", "password": "x"}', None, "appears twice"),
+        ('{"username": "alice"}'.encode("utf-16"), None, "must be UTF-8"),
+        ('{"username": "alice"}'.encode("utf-32"), None, "must be UTF-8"),
+        ('{"username": "alice"}', "application/json; charset=latin-1", "charset=utf-8"),
+    ],
+)
+def test_bodies_must_be_utf8_json_without_duplicate_keys(client, db, data, content_type, message):
+    response = client.post("/register", data=data, content_type=content_type or "application/json")
+    assert response.status_code == 400
+    assert message in response.json["message"]
+    assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 0
+
+
+def test_a_utf8_bom_is_fine(client):
+    body = '\ufeff{"username": "alice", "password": "correct horse battery staple"}'
+    response = client.post("/register", data=body.encode(), content_type="application/json")
+    assert response.status_code == 201
+
+
+def test_compressed_bodies_are_415(client):
+    response = client.post(
+        "/register",
+        data=b"\x1f\x8b...",
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 415
+    assert "Content-Encoding" in response.json["message"]

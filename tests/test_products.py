@@ -1,10 +1,12 @@
+import json
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from tests.conftest import sql
+from app import create_app
+from tests.conftest import AuthActions, app_config, sql
 
 LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}
 
@@ -150,7 +152,14 @@ def test_products_are_shared_between_users(client, auth):
         ({"name": "bad \udc80 text"}, "valid Unicode"),
         ({"name": "a\u0000b"}, "control characters"),
         ({"description": 5}, "'description' must be a string"),
-        ({"description": "x" * 65_536}, "at most 65,535 characters"),
+        ({"description": "x" * 65_536}, "at most 65,535 bytes"),
+        ({"description": "ü" * 32_768}, "at most 65,535 bytes"),  # 65,536 bytes
+        ({"description": "line\u0000break"}, "control characters"),
+        ({"description": "\u001b[31mred"}, "control characters"),
+        ({"name": "\u202egnp.exe"}, "invisible formatting"),  # right-to-left override
+        ({"name": "pay\u200bpal"}, "invisible formatting"),  # zero-width space
+        ({"name": "\u00a0\u3000"}, "must not be blank"),  # no-break and ideographic spaces
+        ({"name": "\u0301\u0302"}, "must not be blank"),  # combining marks only
         ({"price": None}, "'price' is required"),
         ({"price": "1500.99"}, "'price' must be a number"),
         ({"price": True}, "'price' must be a number"),
@@ -181,7 +190,11 @@ def test_product_validation(client, headers, db, change, message):
         ("PUT", f"/products/{product_id}"),
         ("PATCH", f"/products/{product_id}"),
     ]:
-        response = client.open(url, method=method, json=bad, headers=headers)
+        # json.dumps escapes what UTF-8 cannot carry (a lone surrogate) as JSON does.
+        body = json.dumps(bad, default=str)
+        response = client.open(
+            url, method=method, data=body, content_type="application/json", headers=headers
+        )
         assert response.status_code == 400, (url, response.json)
         if method != "PATCH":  # PATCH may leave fields out, so null is a type error there
             assert message in response.json["message"]
@@ -203,7 +216,8 @@ def test_non_finite_price_is_400(client, headers, data):
     [
         {"name": "x" * 255, "price": 0, "quantity": 0},
         {"name": "Max", "price": 99_999_999.99, "quantity": 2_147_483_647},
-        {"name": "Emoji 🚀", "description": "ü" * 65_535, "price": 0.5, "quantity": 1},
+        {"name": "Emoji 🚀", "description": "ü" * 32_767 + "x", "price": 0.5, "quantity": 1},
+        {"name": "Tabs", "description": "a\tb\r\nc\n", "price": 1, "quantity": 1},
         {"name": "Quote ' \" ; DROP TABLE products; --", "price": 1.1, "quantity": 1},
     ],
 )
@@ -319,3 +333,60 @@ def test_products_carry_utc_timestamps_and_updates_move_updated_at(client, heade
     changed = client.patch(f"/products/{product['id']}", json={"quantity": 9}, headers=headers)
     assert changed.json["product"]["created_at"] == "2020-01-02T03:04:05Z"
     assert changed.json["product"]["updated_at"] > "2026"
+
+
+def test_decimal_rules_apply_to_the_json_literal(client, headers, db):
+    """1.10000000000000001 is the float 1.1, but the client wrote 17 decimals: refused."""
+    body = '{"name": "Pen", "price": 1.10000000000000001, "quantity": 1}'
+    response = client.post("/products", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 400
+    assert "at most 2 decimal places" in response.json["message"]
+    body = '{"name": "Pen", "price": 1.10, "quantity": 1}'
+    response = client.post("/products", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 201 and response.json["product"]["price"] == 1.1
+
+
+# --- Bounded responses (review finding 3) --------------------------------------------------
+
+
+def test_a_page_stops_before_4_mib_and_the_link_continues(client, headers, db):
+    description = "d" * 60_000
+    rows = [(f"Big {n}", description, 1, 1) for n in range(100)]  # 6 MB in all
+    cursor = db.cursor()
+    cursor.executemany(
+        "INSERT INTO products (name, description, price, quantity) VALUES (%s, %s, %s, %s)", rows
+    )
+    seen, url, pages = [], "/products?limit=1000", 0
+    while url:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200
+        assert len(response.data) <= 4 * 1024 * 1024
+        seen += [product["name"] for product in response.json]
+        url, pages = next_link(response), pages + 1
+    assert pages == 2
+    assert seen == [f"Big {n}" for n in range(100)]  # each exactly once, in order
+
+
+def test_json_is_utf8_not_escaped(client, headers):
+    client.post("/products", json={"name": "Müsli", "price": 1, "quantity": 1}, headers=headers)
+    response = client.get("/products", headers=headers)
+    assert "Müsli".encode() in response.data and b"\\u00fc" not in response.data
+
+
+def test_product_writes_are_rate_limited_per_user(database, db, clock):
+    app = create_app(
+        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_WRITES="3 per minute")
+    )
+    auth = AuthActions(app.test_client(), clock)
+    alice, bob = auth.headers("alice"), auth.headers("bob")
+    statuses = [
+        auth.client.post("/products", json=LAPTOP, headers=alice).status_code for _ in range(4)
+    ]
+    assert statuses == [201, 201, 201, 429]
+    # Per user, whatever the address; reads and other users are not limited.
+    other_address = {"REMOTE_ADDR": "10.9.9.9"}
+    refused = auth.client.post("/products", json=LAPTOP, headers=alice, environ_base=other_address)
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
+    assert auth.client.get("/products", headers=alice).status_code == 200
+    assert auth.client.post("/products", json=LAPTOP, headers=bob).status_code == 201
+    assert sql(db, "SELECT COUNT(*) AS n FROM products")[0]["n"] == 4
