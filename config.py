@@ -66,6 +66,11 @@ class Config:
     MYSQL_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
     MYSQL_CONNECT_TIMEOUT = env_int("MYSQL_CONNECT_TIMEOUT", 5)
     MYSQL_READ_TIMEOUT = env_int("MYSQL_READ_TIMEOUT", 5)
+    # TLS to a remote database: the CA that signed the server's certificate (the server's
+    # name or IP is verified against it), and a client certificate if the server wants one.
+    MYSQL_SSL_CA = os.environ.get("MYSQL_SSL_CA") or None
+    MYSQL_SSL_CERT = os.environ.get("MYSQL_SSL_CERT") or None
+    MYSQL_SSL_KEY = os.environ.get("MYSQL_SSL_KEY") or None
 
     # open: anyone may register, with REGISTRATION_ROLE; closed: only create-user adds users.
     REGISTRATION = os.environ.get("REGISTRATION", "open")

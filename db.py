@@ -17,7 +17,17 @@ from flask.cli import with_appcontext
 from flask_mysqldb import MySQL
 from MySQLdb.constants import CLIENT
 
-CONNECTION_SETTINGS = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_DB")
+# A kept connection is reused only by an app with these same settings.
+CONNECTION_SETTINGS = (
+    "MYSQL_HOST",
+    "MYSQL_PORT",
+    "MYSQL_USER",
+    "MYSQL_PASSWORD",
+    "MYSQL_DB",
+    "MYSQL_SSL_CA",
+    "MYSQL_SSL_CERT",
+    "MYSQL_SSL_KEY",
+)
 
 
 class MySQLKeptOpen(MySQL):
@@ -42,7 +52,7 @@ class MySQLKeptOpen(MySQL):
             "write_timeout": app.config["MYSQL_READ_TIMEOUT"],
             # DATETIME columns hold UTC, whatever the server's time zone (see utc_iso).
             "init_command": "SET time_zone = '+00:00'",
-        }
+        } | tls_options(app.config)
         super().init_app(app)
 
     @property
@@ -64,6 +74,15 @@ class MySQLKeptOpen(MySQL):
         if connection is not None and (exception or g.pop("database_failed", False)):
             close_quietly(connection)
             self.kept.connection = None
+
+
+def tls_options(config):
+    """mysqlclient's options for TLS with full verification, when MYSQL_SSL_CA is set."""
+    if not config.get("MYSQL_SSL_CA"):
+        return {}
+    files = {"ca": "MYSQL_SSL_CA", "cert": "MYSQL_SSL_CERT", "key": "MYSQL_SSL_KEY"}
+    ssl = {name: config[key] for name, key in files.items() if config.get(key)}
+    return {"ssl": ssl, "ssl_mode": "VERIFY_IDENTITY"}
 
 
 def forget_connection():
@@ -161,6 +180,7 @@ def init_db(config):
         password=config["MYSQL_PASSWORD"],
         charset="utf8mb4",
         connect_timeout=config["MYSQL_CONNECT_TIMEOUT"],
+        **tls_options(config),
     )
     applied = []
     try:

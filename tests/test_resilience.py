@@ -4,7 +4,9 @@ These run real servers: a private mariadbd that the tests stop, freeze and kill,
 gunicorn instances of the app on loopback ports.
 """
 
+import datetime
 import http.client
+import ipaddress
 import json
 import os
 import shutil
@@ -21,6 +23,10 @@ from pathlib import Path
 import MySQLdb
 import pyotp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from app import create_app
 from db import init_db
@@ -30,6 +36,7 @@ from tests.conftest import (
     TEST_SECRET_KEY,
     TEST_TOTP_KEY,
     app_config,
+    server_settings,
     sql,
 )
 
@@ -60,8 +67,9 @@ def wait_until(check, seconds=30):
 class PrivateMariaDB:
     """A mariadbd of our own (own data directory and port) that tests may stop and kill."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, *options):
         self.directory = directory
+        self.options = options
         self.port = free_port()
         self.process = None
         shutil.chown(directory, "mysql", "mysql")
@@ -91,11 +99,19 @@ class PrivateMariaDB:
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=32M",
                 f"--pid-file={self.directory}/mysqld.pid",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: MySQLdb.connect(host="127.0.0.1", port=self.port, user="root"))
+        wait_until(
+            lambda: MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", **self.tls)
+        )
+
+    @property
+    def tls(self):
+        ca = f"{self.directory}/ca.pem"
+        return {"ssl": {"ca": ca}} if os.path.exists(ca) else {}
 
     def stop(self):
         self.process.terminate()
@@ -409,3 +425,80 @@ def test_access_log_escapes_control_characters(instances):
     assert not any(
         line.startswith('127.0.0.1 - "GET /forged') for line in a.log_path.read_text().splitlines()
     )
+
+
+# --- TLS to the database (review finding 19) ------------------------------------------------
+
+
+def write_test_ca_and_server_certificate(directory):
+    """A throwaway CA, and a certificate it signs for 127.0.0.1."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, public_key, signer, serial, ca):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            address = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+            builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
+        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    name = lambda text: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])  # noqa: E731
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("SecureAPI test CA")
+    Path(directory, "ca.pem").write_bytes(
+        certificate(ca_name, ca_name, ca_key.public_key(), ca_key, 1, True)
+    )
+    Path(directory, "server.pem").write_bytes(
+        certificate(name("127.0.0.1"), ca_name, key.public_key(), ca_key, 2, False)
+    )
+    Path(directory, "server-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def test_the_app_talks_tls_to_a_database_that_requires_it(clock):
+    if os.geteuid() != 0 or not shutil.which("mariadbd"):
+        pytest.skip("needs root and mariadbd to run a private database server")
+    directory = tempfile.mkdtemp(prefix="secureapi-mariadb-tls-")
+    write_test_ca_and_server_certificate(directory)
+    server = PrivateMariaDB(
+        directory,
+        f"--ssl-ca={directory}/ca.pem",
+        f"--ssl-cert={directory}/server.pem",
+        f"--ssl-key={directory}/server-key.pem",
+        "--require-secure-transport=ON",
+    )
+    for path in Path(directory).glob("*.pem"):
+        shutil.chown(path, "mysql", "mysql")
+    server.start()
+    try:
+        settings = {"MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": server.port, "MYSQL_DB": "tls"}
+        with_ca = settings | {"MYSQL_SSL_CA": f"{directory}/ca.pem"}
+        init_db(server_settings() | with_ca)  # init-db speaks TLS too
+        client = create_app(app_config("tls", CLOCK=clock, **with_ca)).test_client()
+        response = client.post("/register", json={"username": "alice", "password": PASSWORD})
+        assert response.status_code == 201
+        # Without TLS, or trusting another CA, the server is refused: 503, not plaintext.
+        login = {"username": "alice", "password": PASSWORD, "otp": "123456"}
+        stranger = tempfile.mkdtemp(prefix="secureapi-other-ca-")
+        write_test_ca_and_server_certificate(stranger)
+        other_ca = f"{stranger}/ca.pem"
+        for refused in (settings, settings | {"MYSQL_SSL_CA": other_ca}):
+            other = create_app(app_config("tls", CLOCK=clock, **refused)).test_client()
+            assert other.post("/login", json=login).status_code == 503
+        shutil.rmtree(stranger)
+    finally:
+        server.stop()
+        shutil.rmtree(directory)
