@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, g, request, url_for
 from audit import audit
 from db import execute, last_insert_id, query, utc_iso
 from errors import ValidationError, error_response
+from pagination import page, page_parameters
 from rate_limits import limiter
 from tokens import token_required
 from validation import (
@@ -18,15 +19,12 @@ from validation import (
     json_object,
     refuse_unknown_fields,
     text,
-    validate_cursor,
-    validate_limit,
 )
 
 bp = Blueprint("products", __name__)
 
 PRODUCT_FIELDS = ("name", "description", "price", "quantity")
 PRODUCT_COLUMNS = "id, name, description, price, quantity, created_at, updated_at"
-MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 1,000 long descriptions would be 64 MiB
 MAX_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 2_147_483_647
 
@@ -168,28 +166,13 @@ def create_product():
 @bp.get("/products")
 @token_required("viewer")
 def list_products():
-    limit = validate_limit(request.args.get("limit"))
-    after = validate_cursor(request.args.get("after"))
+    limit, after = page_parameters()
     # Keyset pagination: the primary key index finds the page start, whatever the page.
     rows = query(
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
         (after, limit + 1),
     )
-    # Each row is serialised once; the page stops before it passes MAX_PAGE_BYTES (at
-    # least one row), and the next link continues after the last row sent.
-    parts, size = [], 2
-    for row in rows[:limit]:
-        part = current_app.json.dumps(product_json(row))
-        size += len(part.encode("utf-8")) + 1
-        if parts and size > MAX_PAGE_BYTES:
-            break
-        parts.append(part)
-    response = current_app.response_class(f"[{','.join(parts)}]", mimetype="application/json")
-    if len(rows) > len(parts):
-        last_id = rows[len(parts) - 1]["id"]
-        next_url = url_for("products.list_products", limit=limit, after=last_id)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response
+    return page(rows, limit, product_json)
 
 
 @bp.get("/products/<id:product_id>")

@@ -7,7 +7,7 @@ import sys
 
 import click
 import qrcode
-from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask import Blueprint, abort, g
 from flask.cli import with_appcontext
 
 from accounts import (
@@ -26,10 +26,11 @@ from audit import audit
 from db import query, transaction
 from errors import ValidationError, error_response
 from lockout import unlock
+from pagination import page, page_parameters
 from passwords import validate_new_password
 from tokens import token_required
 from two_factor import otpauth_uri, reset_secret
-from validation import json_object, refuse_unknown_fields, validate_cursor, validate_limit
+from validation import json_object, refuse_unknown_fields
 
 bp = Blueprint("users", __name__)
 
@@ -72,17 +73,12 @@ def locked_user(cursor, user_id):
 @bp.get("/users")
 @token_required("admin")
 def list_users():
-    limit = validate_limit(request.args.get("limit"))
-    after = validate_cursor(request.args.get("after"))
+    limit, after = page_parameters()
     rows = query(
         f"{SELECT_USERS} WHERE users.id > %s ORDER BY users.id LIMIT %s",  # noqa: S608
         (after, limit + 1),
     )
-    response = jsonify([account_json(row) for row in rows[:limit]])
-    if len(rows) > limit:
-        next_url = url_for("users.list_users", limit=limit, after=rows[limit - 1]["id"])
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response
+    return page(rows, limit, account_json)
 
 
 @bp.get("/users/<id:user_id>")

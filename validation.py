@@ -1,5 +1,5 @@
-"""The shared checks of client input: a JSON object body, text fields, unknown fields,
-pagination parameters and id path segments. Each raises ValidationError (a 400); what a
+"""The shared checks of client input: a JSON object body, text fields, unknown fields and
+id path segments. Each raises ValidationError (a 400); what a
 resource's fields must hold lives beside its routes."""
 
 import json
@@ -94,19 +94,3 @@ def refuse_unknown_fields(data, allowed):
         # Echo a few short names only: a key can be a megabyte long.
         names = ", ".join(name[:40] for name in unknown[:5])
         raise ValidationError(f"Unknown field(s): {names}{', ...' if len(unknown) > 5 else ''}.")
-
-
-def validate_limit(value):
-    if value is None:
-        return 100
-    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= 1000:
-        raise ValidationError("'limit' must be an integer from 1 to 1000.")
-    return int(value)
-
-
-def validate_cursor(value):
-    if value is None:
-        return 0
-    if not re.fullmatch(r"[0-9]{1,10}", value):
-        raise ValidationError("'after' must be an id from a previous page's Link.")
-    return int(value)

@@ -1,6 +1,7 @@
 """Roles, admins, /me, password change, account deletion, the CLI and schema upgrades."""
 
 import base64
+import contextlib
 import functools
 import json
 import logging
@@ -549,14 +550,8 @@ V1_SCHEMA = os.path.join(os.path.dirname(__file__), "fixtures", "schema-v1.sql")
 def test_init_db_upgrades_a_v1_database_in_place(clock):
     """v1's schema.sql with a user and a product, upgraded by init-db: nothing is lost, the
     user is an editor and logs in as before."""
-    name = f"secure_api_upgrade_{uuid.uuid4().hex[:8]}"
-    settings = server_settings() | {"MYSQL_DB": name}
-    connection = connect()
-    try:
-        connection.cursor().execute(f"CREATE DATABASE `{name}`")
-        connection.select_db(name)
-        for statement in sql_statements(V1_SCHEMA):
-            connection.cursor().execute(statement)
+    with v1_database() as (name, connection):
+        settings = server_settings() | {"MYSQL_DB": name}
         secret = pyotp.random_base32()  # v1 also stored plain base32 secrets
         password_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
         sql(
@@ -587,6 +582,19 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
         basic = base64.b64encode(f"newbie:{PASSWORD}".encode()).decode()
         qrcode = v1.client.get("/qrcode/newbie", headers={"Authorization": f"Basic {basic}"})
         assert qrcode.status_code == 200  # the upgrade gave the enrolment its window
+
+
+@contextlib.contextmanager
+def v1_database():
+    """A throwaway database made by v1's schema.sql: (its name, a connection to it)."""
+    name = f"secure_api_upgrade_{uuid.uuid4().hex[:8]}"
+    connection = connect()
+    try:
+        connection.cursor().execute(f"CREATE DATABASE `{name}`")
+        connection.select_db(name)
+        for statement in sql_statements(V1_SCHEMA):
+            connection.cursor().execute(statement)
+        yield name, connection
     finally:
         connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         connection.close()
@@ -707,13 +715,7 @@ def test_users_cursor_message_names_no_products(client, admin):
 
 def test_upgrade_moves_local_timestamps_to_utc(clock):
     """v1 wrote DATETIMEs in the server's zone; after the upgrade they read as UTC."""
-    name = f"secure_api_upgrade_{uuid.uuid4().hex[:8]}"
-    connection = connect()
-    try:
-        connection.cursor().execute(f"CREATE DATABASE `{name}`")
-        connection.select_db(name)
-        for statement in sql_statements(V1_SCHEMA):
-            connection.cursor().execute(statement)
+    with v1_database() as (name, connection):
         sql(connection, "SET SESSION time_zone = '+02:00'")
         sql(connection, "INSERT INTO products (name, price, quantity) VALUES ('Old', 1, 1)")
         sql(connection, "SET GLOBAL time_zone = '+02:00'")  # the server ran in UTC+2
@@ -727,6 +729,3 @@ def test_upgrade_moves_local_timestamps_to_utc(clock):
         )
         assert abs((row["now"] - row["created_at"]).total_seconds()) < 60
         assert row["updated_at"] == row["created_at"]
-    finally:
-        connection.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        connection.close()

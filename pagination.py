@@ -1,0 +1,49 @@
+"""Keyset pagination for list routes: the limit and after parameters, and a page that stops
+at `limit` rows or before MAX_PAGE_BYTES of JSON, with a Link to the rest (RFC 8288)."""
+
+import re
+
+from flask import current_app, request, url_for
+
+from errors import ValidationError
+
+MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 1,000 long descriptions would be 64 MiB
+
+
+def page_parameters():
+    """(limit, after) from the query string: rows per page, and the last id already seen."""
+    return validate_limit(request.args.get("limit")), validate_cursor(request.args.get("after"))
+
+
+def validate_limit(value):
+    if value is None:
+        return 100
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= 1000:
+        raise ValidationError("'limit' must be an integer from 1 to 1000.")
+    return int(value)
+
+
+def validate_cursor(value):
+    if value is None:
+        return 0
+    if not re.fullmatch(r"[0-9]{1,10}", value):
+        raise ValidationError("'after' must be an id from a previous page's Link.")
+    return int(value)
+
+
+def page(rows, limit, to_json):
+    """The JSON response for `rows` (fetched with LIMIT limit + 1, in id order). Each row is
+    serialised once; the page stops before it passes MAX_PAGE_BYTES (at least one row), and
+    the next link continues after the last row sent."""
+    parts, size = [], 2
+    for row in rows[:limit]:
+        part = current_app.json.dumps(to_json(row))
+        size += len(part.encode("utf-8")) + 1
+        if parts and size > MAX_PAGE_BYTES:
+            break
+        parts.append(part)
+    response = current_app.response_class(f"[{','.join(parts)}]", mimetype="application/json")
+    if len(rows) > len(parts):
+        next_url = url_for(request.endpoint, limit=limit, after=rows[len(parts) - 1]["id"])
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
