@@ -133,7 +133,7 @@ def execute(sql, args=()):
 
 def utc_iso(value):
     """A DATETIME column (UTC: every connection sets time_zone) as ISO 8601 with Z."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
 def last_insert_id():

@@ -32,18 +32,22 @@ def validate_cursor(value):
 
 
 def page(rows, limit, to_json):
-    """The JSON response for `rows` (fetched with LIMIT limit + 1, in id order). Each row is
-    serialised once; the page stops before it passes MAX_PAGE_BYTES (at least one row), and
-    the next link continues after the last row sent."""
-    parts, size = [], 2
-    for row in rows[:limit]:
-        part = current_app.json.dumps(to_json(row))
-        size += len(part.encode("utf-8")) + 1
-        if parts and size > MAX_PAGE_BYTES:
-            break
-        parts.append(part)
-    response = current_app.response_class(f"[{','.join(parts)}]", mimetype="application/json")
-    if len(rows) > len(parts):
-        next_url = url_for(request.endpoint, limit=limit, after=rows[len(parts) - 1]["id"])
+    """The JSON response for `rows` (fetched with LIMIT limit + 1, in id order). The page
+    stops before it passes MAX_PAGE_BYTES (at least one row), and the next link continues
+    after the last row sent."""
+    items = [to_json(row) for row in rows[:limit]]
+    body = current_app.json.dumps(items).encode("utf-8")  # one call: the common case
+    if len(body) > MAX_PAGE_BYTES:
+        parts, size = [], 2
+        for item in items:
+            part = current_app.json.dumps(item).encode("utf-8")
+            size += len(part) + 1
+            if parts and size > MAX_PAGE_BYTES:
+                break
+            parts.append(part)
+        items, body = items[: len(parts)], b"[" + b",".join(parts) + b"]"
+    response = current_app.response_class(body, mimetype="application/json")
+    if len(rows) > len(items):
+        next_url = url_for(request.endpoint, limit=limit, after=rows[len(items) - 1]["id"])
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
