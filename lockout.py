@@ -35,7 +35,12 @@ def lockout_account(username, user):
 
 def client_key():
     """The client's address; for IPv6 its /64, which one subscriber usually holds whole."""
-    address = ipaddress.ip_address(request.remote_addr or "0.0.0.0")  # noqa: S104
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "0.0.0.0")  # noqa: S104
+    except ValueError:
+        # Behind PROXY_FIX_X_FOR the address is what X-Forwarded-For said, which may be
+        # any text: such clients share one bucket rather than getting a 500.
+        return "unparsable"
     if address.version == 6:
         if address.ipv4_mapped:
             return str(address.ipv4_mapped)

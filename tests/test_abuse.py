@@ -647,3 +647,12 @@ def test_v1_recovery_codes_keep_working_once(auth, client, db):
     sql(db, "INSERT INTO recovery_codes (user_id, code_hash) VALUES (%s, %s)", (user_id, digest))
     assert recovery_login(client, "aaaa-bbbb-cccc").status_code == 200
     assert recovery_login(client, "aaaa-bbbb-cccc").status_code == 401
+
+
+@pytest.mark.parametrize("forwarded", ["not-an-ip", "1.2.3.4, é", "fe80::1%eth0", "::ffff:1.2.3.4"])
+def test_a_forged_forwarded_for_is_counted_not_a_500(make_limited_app, db, forwarded):
+    client = make_limited_app(PROXY_FIX_X_FOR=1).test_client()
+    body = {"username": "alice", "password": "wrong password!", "otp": "000000"}
+    response = client.post("/login", json=body, headers={"X-Forwarded-For": forwarded})
+    assert response.status_code == 401
+    assert len(sql(db, "SELECT client FROM client_failures")) == 1
