@@ -150,7 +150,10 @@ def read_password():
     """Hidden and asked twice at a terminal; else the first line of standard input."""
     if sys.stdin.isatty():
         return click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    return sys.stdin.readline().rstrip("\r\n")
+    try:
+        return sys.stdin.readline().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise click.ClickException("The password must be UTF-8 text.") from None
 
 
 @click.command("create-user")

@@ -729,3 +729,9 @@ def test_upgrade_moves_local_timestamps_to_utc(clock):
         )
         assert abs((row["now"] - row["created_at"]).total_seconds()) < 60
         assert row["updated_at"] == row["created_at"]
+
+
+def test_create_user_refuses_a_password_that_is_not_utf8(runner, db):
+    result = runner.invoke(args=["create-user", "dan"], input=b"\xff\xfe not utf-8\n")
+    assert result.exit_code != 0 and "UTF-8" in result.output
+    assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 0
