@@ -1,0 +1,143 @@
+"""Blueprint for operators: GET /healthz (alive), GET /readyz (able to serve), GET /metrics
+(Prometheus, behind METRICS_TOKEN), and the `purge` command that deletes stale rows.
+
+A load balancer calls the probes every second: they take no token, write no audit line,
+are not rate-limited, and /readyz answers within about a second whatever the database does.
+"""
+
+import threading
+from concurrent.futures import Future, wait
+
+import click
+import MySQLdb
+from flask import Blueprint, abort, current_app
+from flask.cli import with_appcontext
+from limits.storage import storage_from_string
+
+import metrics
+from db import tls_options
+from errors import error_response
+from lockout import purge_stale_rows
+from rate_limits import limiter
+from tokens import bearer_token_matches
+
+bp = Blueprint("operations", __name__)
+
+# How long /readyz waits for its checks: a database slower than this cannot serve either.
+READINESS_SECONDS = 1.0
+
+
+class Check:
+    """One dependency's check, run in a thread of its own so that the probe can stop
+    waiting after READINESS_SECONDS even where a client library cannot (a frozen server:
+    the MySQL client tries a read up to three times). Probes that come while a check is
+    still running wait for that one: a hung dependency costs one thread, not one per probe."""
+
+    def __init__(self, name, run):
+        self.name = name
+        self.run = run
+        self.lock = threading.Lock()
+        self.running = None
+
+    def start(self):
+        with self.lock:
+            if self.running is None or self.running.done():
+                self.running = Future()
+                threading.Thread(target=self.finish, args=(self.running,), daemon=True).start()
+            return self.running
+
+    def finish(self, future):
+        try:
+            future.set_result(bool(self.run()))
+        except Exception:  # any failure means "not ready"; its text is not for the client
+            future.set_result(False)
+
+
+def database_check(config):
+    """A new connection and one statement, with short timeouts: it proves what a request
+    needs (the server answers statements, the credentials and TLS work, a connection is
+    to be had), and leaves the workers' kept connections alone."""
+    settings = {
+        "host": config["MYSQL_HOST"],
+        "port": config["MYSQL_PORT"],
+        "user": config["MYSQL_USER"],
+        "password": config["MYSQL_PASSWORD"],
+        "db": config["MYSQL_DB"],
+        "connect_timeout": 1,
+        "read_timeout": 1,
+        "write_timeout": 1,
+    } | tls_options(config)
+
+    def check():
+        connection = MySQLdb.connect(**settings)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+        finally:
+            connection.close()
+
+    return Check("database", check)
+
+
+def rate_limit_storage_check(config):
+    """The rate-limit storage, when it is shared (Redis): an instance that cannot reach it
+    would count each worker's requests on its own, a weaker limit."""
+    uri = config["RATELIMIT_STORAGE_URI"]
+    if not config["RATELIMIT_ENABLED"] or uri.startswith("memory://"):
+        return None
+    options = {}
+    if uri.startswith(("redis://", "rediss://", "redis+unix://")):
+        options = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    storage = storage_from_string(uri, **options)
+    return Check("rate-limit storage", storage.check)
+
+
+@bp.record_once
+def create_checks(state):
+    config = state.app.config
+    checks = [database_check(config), rate_limit_storage_check(config)]
+    state.app.extensions["readiness_checks"] = [check for check in checks if check]
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz():
+    """Alive: the process answers. Touches nothing else, so that a database outage does
+    not make the load balancer restart healthy instances."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+@limiter.exempt
+def readyz():
+    running = {check.name: check.start() for check in current_app.extensions["readiness_checks"]}
+    wait(running.values(), timeout=READINESS_SECONDS)  # all at once: one second in all
+    down = [name for name, future in running.items() if not (future.done() and future.result())]
+    if down:
+        return error_response(
+            503, f"Not ready: the {' and the '.join(down)} did not answer.", {"Retry-After": "5"}
+        )
+    return {"status": "ready"}
+
+
+@bp.get("/metrics")
+@limiter.exempt
+def get_metrics():
+    """Only for the holder of METRICS_TOKEN; for anyone else, the 404 of any unknown URL,
+    so that the endpoint does not advertise itself."""
+    token = current_app.config["METRICS_TOKEN"]
+    if not token or not bearer_token_matches(token):
+        abort(404)
+    body, content_type = metrics.exposition()
+    return body, 200, {"Content-Type": content_type}
+
+
+@click.command("purge")
+@with_appcontext
+def purge_command():
+    """Delete stale rows: lockout rows untouched for LOGIN_FAILURES_TTL_SECONDS."""
+    removed = purge_stale_rows()
+    ttl = current_app.config["LOGIN_FAILURES_TTL_SECONDS"]
+    for table, count in removed.items():
+        click.echo(f"Removed {count} {table} rows untouched for {ttl} seconds.")
