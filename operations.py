@@ -116,7 +116,9 @@ def readyz():
     down = [name for name, future in running.items() if not (future.done() and future.result())]
     if down:
         return error_response(
-            503, f"Not ready: the {' and the '.join(down)} did not answer.", {"Retry-After": "5"}
+            503,
+            f"Not ready: the {' and the '.join(down)} did not answer in time.",
+            {"Retry-After": "5"},
         )
     return {"status": "ready"}
 
