@@ -5,6 +5,7 @@ A load balancer calls the probes every second: they take no token, write no audi
 are not rate-limited, and /readyz answers within about a second whatever the database does.
 """
 
+import functools
 import threading
 from concurrent.futures import Future, wait
 
@@ -33,71 +34,71 @@ class Check:
     the MySQL client tries a read up to three times). Probes that come while a check is
     still running wait for that one: a hung dependency costs one thread, not one per probe."""
 
-    def __init__(self, name, run):
-        self.name = name
-        self.run = run
+    def __init__(self):
         self.lock = threading.Lock()
         self.running = None
 
-    def start(self):
+    def start(self, run):
         with self.lock:
             if self.running is None or self.running.done():
                 self.running = Future()
-                threading.Thread(target=self.finish, args=(self.running,), daemon=True).start()
+                threading.Thread(target=self.finish, args=(self.running, run), daemon=True).start()
             return self.running
 
-    def finish(self, future):
+    @staticmethod
+    def finish(future, run):
         try:
-            future.set_result(bool(self.run()))
+            future.set_result(bool(run()))
         except Exception:  # any failure means "not ready"; its text is not for the client
             future.set_result(False)
 
 
-def database_check(config):
+def database_answers(config):
     """A new connection and one statement, with short timeouts: it proves what a request
     needs (the server answers statements, the credentials and TLS work, a connection is
     to be had), and leaves the workers' kept connections alone."""
-    settings = {
-        "host": config["MYSQL_HOST"],
-        "port": config["MYSQL_PORT"],
-        "user": config["MYSQL_USER"],
-        "password": config["MYSQL_PASSWORD"],
-        "db": config["MYSQL_DB"],
-        "connect_timeout": 1,
-        "read_timeout": 1,
-        "write_timeout": 1,
-    } | tls_options(config)
-
-    def check():
-        connection = MySQLdb.connect(**settings)
-        try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT 1")
-            return cursor.fetchone() == (1,)
-        finally:
-            connection.close()
-
-    return Check("database", check)
+    connection = MySQLdb.connect(
+        host=config["MYSQL_HOST"],
+        port=config["MYSQL_PORT"],
+        user=config["MYSQL_USER"],
+        password=config["MYSQL_PASSWORD"],
+        db=config["MYSQL_DB"],
+        connect_timeout=1,
+        read_timeout=1,
+        write_timeout=1,
+        **tls_options(config),
+    )
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        return cursor.fetchone() == (1,)
+    finally:
+        connection.close()
 
 
-def rate_limit_storage_check(config):
-    """The rate-limit storage, when it is shared (Redis): an instance that cannot reach it
-    would count each worker's requests on its own, a weaker limit."""
-    uri = config["RATELIMIT_STORAGE_URI"]
-    if not config["RATELIMIT_ENABLED"] or uri.startswith("memory://"):
-        return None
+@functools.lru_cache(maxsize=4)
+def rate_limit_storage(uri):
+    """A client of the rate-limit storage for the probes, kept between them."""
     options = {}
     if uri.startswith(("redis://", "rediss://", "redis+unix://")):
         options = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    storage = storage_from_string(uri, **options)
-    return Check("rate-limit storage", storage.check)
+    return storage_from_string(uri, **options)
+
+
+def readiness_checks(config):
+    """{name: what to run} for this app's dependencies. The rate-limit storage counts when
+    it is shared (Redis): an instance that cannot reach it would count each worker's
+    requests on its own, a weaker limit."""
+    checks = {"database": functools.partial(database_answers, config)}
+    uri = config["RATELIMIT_STORAGE_URI"]
+    if config["RATELIMIT_ENABLED"] and not uri.startswith("memory://"):
+        checks["rate-limit storage"] = rate_limit_storage(uri).check
+    return checks
 
 
 @bp.record_once
 def create_checks(state):
-    config = state.app.config
-    checks = [database_check(config), rate_limit_storage_check(config)]
-    state.app.extensions["readiness_checks"] = [check for check in checks if check]
+    state.app.extensions["readiness_checks"] = {"database": Check(), "rate-limit storage": Check()}
 
 
 @bp.get("/healthz")
@@ -111,7 +112,10 @@ def healthz():
 @bp.get("/readyz")
 @limiter.exempt
 def readyz():
-    running = {check.name: check.start() for check in current_app.extensions["readiness_checks"]}
+    checks = current_app.extensions["readiness_checks"]
+    running = {
+        name: checks[name].start(run) for name, run in readiness_checks(current_app.config).items()
+    }
     wait(running.values(), timeout=READINESS_SECONDS)  # all at once: one second in all
     down = [name for name, future in running.items() if not (future.done() and future.result())]
     if down:

@@ -79,12 +79,16 @@ def test_probes_answer_without_a_token_and_write_no_audit_line(client, caplog):
     assert [r for r in caplog.records if r.name == "secureapi.audit"] == []
 
 
-def test_probes_are_not_rate_limited(database, db, clock):
-    app = create_app(
-        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="1 per minute")
-    )
+def test_probes_and_metrics_are_not_rate_limited(database, db, clock):
+    # Were a default limit ever set for every route, the probes would still be exempt.
+    settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "2 per minute"}
+    app = create_app(app_config(database, CLOCK=clock, METRICS_TOKEN=METRICS_TOKEN, **settings))
     client = app.test_client()
-    statuses = {client.get(path).status_code for path in ("/healthz", "/readyz") * 30}
+    assert client.get("/products").status_code == 401
+    assert client.get("/products").status_code == 401
+    assert client.get("/products").status_code == 429  # the default limit is on
+    statuses = {client.get(path).status_code for path in ("/healthz", "/readyz") * 5}
+    statuses |= {client.get("/metrics", headers=METRICS_AUTH).status_code for _ in range(5)}
     assert statuses == {200}
 
 
