@@ -38,6 +38,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 THREADS = 2
 CONNECTIONS = 16
 LOGIN_USERS = 600
+WITHOUT_METRICS = "GET /products/<id> (metrics off)"
 PASSWORD = "bench password 0123"
 BASE = f"http://127.0.0.1:{PORT}"
 
@@ -57,6 +58,7 @@ def main():
         "LOGIN_MAX_FAILURES": "1000000",
         "HOST": "127.0.0.1",
         "PORT": str(PORT),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),  # metrics on, as in production
     }
     settings = {key: getattr(Config, key) for key in dir(Config) if key.startswith("MYSQL_")}
     connection = MySQLdb.connect(
@@ -81,22 +83,8 @@ def main():
     users = seed_users(cursor, Fernet(totp_key), rounds)
     print(f"  seeded in {time.time() - started:.0f} s")
 
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "--access-logfile",
-            "/dev/null",
-            "bench.wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(env)
     try:
-        wait_until_up()
         workers = int(
             subprocess.run(
                 [sys.executable, "-c", "exec(open('gunicorn.conf.py').read()); print(workers)"],
@@ -141,9 +129,13 @@ def main():
             workers * 2,
         )
         bodies.unlink()
+        # The same read on the same database, served without metrics (no METRICS_TOKEN).
+        stop_server(server)
+        server = start_server(env | {"METRICS_TOKEN": ""})
+        read = {"BENCH_PATH": "/products/{id}", "BENCH_ID_MAX": str(ROWS), "BENCH_TOKEN": token}
+        results[WITHOUT_METRICS] = run_wrk(read, CONNECTIONS)
     finally:
-        server.terminate()
-        server.wait()
+        stop_server(server)
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
     bcrypt_rate = bcrypt_per_second(rounds, workers)
     report(results, bcrypt_rate, workers, rounds)
@@ -159,6 +151,30 @@ def seed_users(cursor, fernet, rounds):
         [(name, password_hash, fernet.encrypt(secret.encode()).decode()) for name, secret in users],
     )
     return users
+
+
+def start_server(env):
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            "--access-logfile",
+            "/dev/null",
+            "bench.wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until_up()
+    return server
+
+
+def stop_server(server):
+    server.terminate()
+    server.wait()
 
 
 def wait_until_up():
@@ -241,6 +257,7 @@ def report(results, bcrypt_rate, workers, rounds):
         )
     page_ratio = last["p50_us"] / first["p50_us"]
     login_ratio = login["rps"] / bcrypt_rate
+    metrics_cost = 1 - results["GET /products/<id>"]["rps"] / results[WITHOUT_METRICS]["rps"]
     errors = sum(r["errors"] for r in results.values())
     print(f"\nbcrypt reference: {bcrypt_rate:.1f} checks/s at cost {rounds} in {workers} processes")
     print(
@@ -250,6 +267,10 @@ def report(results, bcrypt_rate, workers, rounds):
     print(
         f"login / bcrypt bound: {login_ratio:.1%}  (target >= 90%)"
         f" {'OK' if login_ratio >= 0.9 else 'MISSED'}"
+    )
+    print(
+        f"metrics cost on GET /products/<id>: {metrics_cost:.1%} of throughput (target < 10%)"
+        f" {'OK' if metrics_cost < 0.1 else 'MISSED'}"
     )
     print(f"errors under load: {errors}  (target 0) {'OK' if errors == 0 else 'MISSED'}")
     record = {
@@ -265,6 +286,7 @@ def report(results, bcrypt_rate, workers, rounds):
         "results": results,
         "last_over_first_page": page_ratio,
         "login_over_bcrypt": login_ratio,
+        "metrics_cost": metrics_cost,
     }
     with open(ROOT / "bench/results/results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
