@@ -51,8 +51,9 @@ logger_class = EscapingLogger
 
 # Metrics: prometheus_client's multiprocess mode. Every worker writes its numbers to files
 # in PROMETHEUS_MULTIPROC_DIR, and GET /metrics adds them up. The master sets the variable
-# before it forks any worker (the mode is chosen when a worker first imports the client);
-# files left by an earlier run would count twice, so the directory starts empty.
+# before it forks any worker (the mode is chosen when a worker first imports the client, so
+# leave preload_app off); files left by an earlier run would count twice, so the directory
+# starts empty.
 created_metrics_directory = []
 
 
