@@ -177,7 +177,7 @@ def purge_stale_rows(batch=None):
     is bounded by the number of users). Of client_failures, rows whose lockout is over.
     Up to `batch` rows of each table (None: all); returns the numbers deleted.
 
-    The keys are read first and deleted one by one with the test repeated: the DELETE
+    The keys are read first, then deleted by key with the test repeated: the DELETE
     locks only rows that are stale, never a range that a login is writing into."""
     stale_before = now() - current_app.config["LOGIN_FAILURES_TTL_SECONDS"]
     account_rule = "updated_at < %s AND NOT locked AND (failures = 0 OR username LIKE %s)"
