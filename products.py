@@ -28,6 +28,7 @@ bp = Blueprint("products", __name__)
 PRODUCT_FIELDS = ("name", "description", "price", "quantity")
 PRODUCT_COLUMNS = "id, name, description, price, quantity, version, created_at, updated_at"
 MAX_PRICE = Decimal("99999999.99")
+CENT = Decimal("0.01")
 MAX_QUANTITY = 2_147_483_647
 
 
@@ -95,7 +96,7 @@ def validate_price(value):
         raise ValidationError("'price' must be between 0 and 99999999.99.")
     if price.as_tuple().exponent < -2:
         raise ValidationError("'price' must have at most 2 decimal places.")
-    return abs(price)  # -0.0 is 0
+    return abs(price).quantize(CENT)  # -0.0 is 0; 10 and 10.00 are one price
 
 
 def validate_quantity(value):

@@ -229,9 +229,7 @@ def test_boundary_values_round_trip(client, headers, product):
 
 
 @pytest.mark.parametrize("literal", ["4044.0", "4044.000", "4.044e3", "404400e-2"])
-def test_an_integral_quantity_written_with_a_fraction_is_that_integer(
-    client, headers, db, literal
-):
+def test_an_integral_quantity_written_with_a_fraction_is_that_integer(client, headers, db, literal):
     # JSON Schema's "integer" and RFC 8259 alike: 4044.0 is the number 4044.
     body = f'{{"name": "Lamp", "price": 5, "quantity": {literal}}}'
     response = client.post("/products", data=body, content_type="application/json", headers=headers)
