@@ -18,6 +18,7 @@ from limits.storage import storage_from_string
 import metrics
 from db import tls_options
 from errors import error_response
+from idempotency import purge_expired
 from lockout import purge_stale_rows
 from rate_limits import limiter
 from tokens import bearer_token_matches
@@ -142,8 +143,10 @@ def get_metrics():
 @click.command("purge")
 @with_appcontext
 def purge_command():
-    """Delete stale rows: lockout rows untouched for LOGIN_FAILURES_TTL_SECONDS."""
+    """Delete stale rows: lockout rows untouched for LOGIN_FAILURES_TTL_SECONDS, and
+    expired idempotency keys."""
     removed = purge_stale_rows()
     ttl = current_app.config["LOGIN_FAILURES_TTL_SECONDS"]
     for table, count in removed.items():
         click.echo(f"Removed {count} {table} rows untouched for {ttl} seconds.")
+    click.echo(f"Removed {purge_expired()} expired idempotency keys.")

@@ -336,6 +336,7 @@ def purge_app(database, db, clock, monkeypatch):
             database,
             CLOCK=clock,
             LOGIN_FAILURES_TTL_SECONDS=60,
+            IDEMPOTENCY_KEY_TTL_SECONDS=60,
             LOGIN_MAX_FAILURES=10,
             LOGIN_HARD_LOCK_FAILURES=3,
         )
@@ -347,6 +348,10 @@ def test_purge_removes_exactly_the_stale_rows(purge_app, clock, db):
     auth = AuthActions(client, clock)
     for name in ("alice", "bob", "carol"):
         auth.register(name)
+    editor = auth.headers("dave")
+    product = {"name": "kept", "price": 1, "quantity": 1}
+    create = lambda key: client.post("/products", json=product, headers=editor | key)  # noqa: E731
+    assert create({"Idempotency-Key": "expires"}).status_code == 201
     wrong = "not the password at all"
     client.post("/login", json={"username": "ghost", "password": wrong, "otp": "1"})
     auth.login("alice", password=wrong)  # a real account's failure: kept for the hard lock
@@ -362,13 +367,17 @@ def test_purge_removes_exactly_the_stale_rows(purge_app, clock, db):
     )
     clock.advance(61)
     client.post("/login", json={"username": "ghost2", "password": wrong, "otp": "1"})
+    assert create({"Idempotency-Key": "fresh"}).status_code == 201
 
     result = purge_app.test_cli_runner().invoke(args=["purge"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "Removed 2 login_failures rows untouched for 60 seconds.",
         "Removed 4 client_failures rows untouched for 60 seconds.",
+        "Removed 1 expired idempotency keys.",
     ]
+    keys = sql(db, "SELECT idempotency_key FROM idempotency_keys")
+    assert keys == ({"idempotency_key": "fresh"},)
     accounts = sql(db, "SELECT username, failures, locked FROM login_failures ORDER BY failures")
     assert [(row["failures"], row["locked"]) for row in accounts] == [(1, 0), (1, 0), (3, 1)]
     assert {row["username"] for row in accounts} >= {"alice", "carol"}
@@ -377,9 +386,7 @@ def test_purge_removes_exactly_the_stale_rows(purge_app, clock, db):
     assert {"account": "alice", "client": "192.0.2.7"} in clients
     # The fresh row of ghost2 is the other one; a second purge finds nothing.
     result = purge_app.test_cli_runner().invoke(args=["purge"])
-    assert (
-        "Removed 0 login_failures" in result.output and "Removed 0 client_failures" in result.output
-    )
+    assert [line.split()[1] for line in result.output.splitlines()] == ["0", "0", "0"]
 
 
 def test_a_flood_of_made_up_usernames_keeps_the_tables_bounded(purge_app, clock, db):
