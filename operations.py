@@ -6,6 +6,7 @@ are not rate-limited, and /readyz answers within about a second whatever the dat
 """
 
 import functools
+import logging
 import threading
 from concurrent.futures import Future, wait
 
@@ -24,6 +25,7 @@ from rate_limits import limiter
 from tokens import bearer_token_matches
 
 bp = Blueprint("operations", __name__)
+log = logging.getLogger(__name__)
 
 # How long /readyz waits for its checks: a database slower than this cannot serve either.
 READINESS_SECONDS = 1.0
@@ -33,11 +35,14 @@ class Check:
     """One dependency's check, run in a thread of its own so that the probe can stop
     waiting after READINESS_SECONDS even where a client library cannot (a frozen server:
     the MySQL client tries a read up to three times). Probes that come while a check is
-    still running wait for that one: a hung dependency costs one thread, not one per probe."""
+    still running wait for that one: a hung dependency costs one thread, not one per probe.
+    The server log says why a check fails, once per outage (not once per probe)."""
 
-    def __init__(self):
+    def __init__(self, name):
+        self.name = name
         self.lock = threading.Lock()
         self.running = None
+        self.failing = False
 
     def start(self, run):
         with self.lock:
@@ -46,12 +51,17 @@ class Check:
                 threading.Thread(target=self.finish, args=(self.running, run), daemon=True).start()
             return self.running
 
-    @staticmethod
-    def finish(future, run):
+    def finish(self, future, run):
         try:
-            future.set_result(bool(run()))
-        except Exception:  # any failure means "not ready"; its text is not for the client
-            future.set_result(False)
+            ready, reason = bool(run()), "it answered wrongly"
+        except Exception as error:  # any failure means "not ready"; the text is for the log
+            ready, reason = False, error
+        if not ready and not self.failing:
+            log.warning("readiness: the %s check fails: %s", self.name, reason)
+        elif ready and self.failing:
+            log.warning("readiness: the %s check passes again", self.name)
+        self.failing = not ready
+        future.set_result(ready)
 
 
 def database_answers(config):
@@ -99,7 +109,9 @@ def readiness_checks(config):
 
 @bp.record_once
 def create_checks(state):
-    state.app.extensions["readiness_checks"] = {"database": Check(), "rate-limit storage": Check()}
+    state.app.extensions["readiness_checks"] = {
+        name: Check(name) for name in ("database", "rate-limit storage")
+    }
 
 
 @bp.get("/healthz")

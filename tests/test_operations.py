@@ -133,7 +133,7 @@ def private(request, clock):
         server.start()
 
 
-def test_healthz_answers_while_the_database_is_down_and_readyz_follows_it(private):
+def test_healthz_answers_while_the_database_is_down_and_readyz_follows_it(private, caplog):
     server, app = private
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
@@ -141,6 +141,7 @@ def test_healthz_answers_while_the_database_is_down_and_readyz_follows_it(privat
     server.stop()
     health = client.get("/healthz")
     ready = client.get("/readyz")
+    assert client.get("/readyz").status_code == 503
     products = client.get("/products", headers={"Authorization": "Bearer x"})
     login = client.post("/login", json={"username": "alice", "password": PASSWORD, "otp": "1"})
     after = scrape(client)  # /metrics needs no database either
@@ -155,7 +156,11 @@ def test_healthz_answers_while_the_database_is_down_and_readyz_follows_it(privat
     assert products.status_code == 401  # a malformed token needs no database
     assert login.status_code == 503
     assert moved(before, after, "secureapi_database_unavailable_total") == 1
+    # The reason is for the server log: once, not once per probe.
+    failures = [r for r in caplog.records if "the database check fails" in r.getMessage()]
+    assert len(failures) == 1
     wait_until(lambda: client.get("/readyz").status_code == 200)
+    assert any("the database check passes again" in r.getMessage() for r in caplog.records)
 
 
 def test_readyz_answers_in_about_a_second_while_the_database_hangs(private):
