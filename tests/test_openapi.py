@@ -11,6 +11,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 
+import validation
 from app import create_app
 from tests.conftest import AuthActions, Clock, app_config
 
@@ -20,6 +21,8 @@ EXAMPLE_USER = "alice"
 EXAMPLE_PASSWORD = "a long passphrase of mine"
 # Per operation and generation mode: a couple of minutes for the whole fuzz run.
 FUZZ_EXAMPLES = 100
+# schemathesis' default for valid data, to which an operation adds its state-dependent answers.
+ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +143,10 @@ def test_docs_page_uses_only_local_assets(client):
 # schemathesis' pytest integration needs the schema when the module is imported, before any
 # fixture has run. The app only connects to its database per request, so `fuzz_app` below
 # points it at the test database once that exists.
-METRICS_TOKEN = "fuzz-metrics-token-that-is-long-enough"
-fuzz_app = create_app(app_config("set_by_a_fixture", METRICS_TOKEN=METRICS_TOKEN))
+# Metrics on, so that every fuzzed request also goes through their hooks.
+fuzz_app = create_app(
+    app_config("set_by_a_fixture", METRICS_TOKEN="fuzz-metrics-token-that-is-long-enough")
+)
 fuzz_schema = schemathesis.openapi.from_wsgi(
     "/openapi.json",
     fuzz_app,
@@ -161,13 +166,23 @@ fuzz_schema = schemathesis.openapi.from_wsgi(
                     },
                 },
                 {
-                    # Without its token /metrics is the 404 of any unknown URL (it does not
-                    # advertise itself), not the 401 or 403 these checks expect;
-                    # tests/test_operations.py checks that 404.
-                    "include-path": "/metrics",
+                    # A schema-valid If-Match may name a version the product no longer
+                    # has: 412 is the documented answer, not a refusal of valid data.
+                    "include-path": "/products/{product_id}",
                     "checks": {
-                        "missing_required_header": {"enabled": False},
-                        "ignored_auth": {"enabled": False},
+                        "positive_data_acceptance": {
+                            "expected-statuses": ACCEPTED + ["412"],
+                        }
+                    },
+                },
+                {
+                    # A schema-valid Idempotency-Key may already belong to another body
+                    # (422) or to a request still running (409).
+                    "include-path": ["/products", "/product"],
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ACCEPTED + ["422"],
+                        }
                     },
                 },
                 {
@@ -205,7 +220,6 @@ def credentials(fuzz_app_on_test_database):
     return {
         "bearerAuth": {"Authorization": f"Bearer {auth.token('fuzzer')}"},
         "basicAuth": {"Authorization": f"Basic {basic}"},
-        "metricsToken": {"Authorization": f"Bearer {METRICS_TOKEN}"},
     }
 
 
@@ -232,3 +246,28 @@ def test_fuzz_with_credentials(case, credentials):
 @SHARED_FIXTURES
 def test_fuzz_login_and_logout(case, fuzz_app_on_test_database):
     case.call_and_validate()
+
+
+def test_product_name_patterns_refuse_exactly_what_the_app_refuses(document):
+    # The fuzzer trusts these patterns: a character they allow must be one the app takes.
+    patterns = [
+        re.compile(rule["pattern"])
+        for rule in document["components"]["schemas"]["ProductName"]["allOf"]
+    ]
+    refused_by_schema = {
+        code
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF  # surrogates are no text; json_object refuses them
+        and not all(pattern.search(chr(code)) for pattern in patterns)
+    }
+    refused_by_app = {
+        code
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF
+        and (
+            not chr(code).strip()
+            or validation.has_control_characters(chr(code))
+            or validation.has_format_characters(chr(code))
+        )
+    }
+    assert refused_by_schema == refused_by_app
