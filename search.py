@@ -210,7 +210,10 @@ def read_cursor(value, search):
     invalid = ValidationError("'cursor' is not valid: use the Link of a previous page unchanged.")
     if not CURSOR.fullmatch(value):
         raise invalid
-    payload, signature = (decode(part) for part in value.split("."))
+    try:
+        payload, signature = (decode(part) for part in value.split("."))
+    except ValueError:  # binascii.Error: a length base64 never produces
+        raise invalid from None
     expected = hmac.new(cursor_key(), payload, hashlib.sha256).digest()
     if not hmac.compare_digest(signature, expected):
         raise invalid

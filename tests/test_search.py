@@ -167,6 +167,8 @@ def test_filters_and_their_combinations(client, headers, catalogue, query, expec
         ("sort=--id", "sort"),
         ("sort=", "sort"),
         ("cursor=abc", "cursor"),
+        (f"cursor=a.{'b' * 43}", "cursor"),
+        (f"cursor={'a' * 2001}.{'b' * 43}", "cursor"),
         ("after=5&sort=name", "after"),
         ("after=5&sort=-id", "after"),
         ("after=5&cursor=abc", "cursor"),
