@@ -185,14 +185,14 @@ def validate_updated_since(value, name):
 # --- The cursor: the last row's sort key and id, bound to its search and signed ------------
 
 
-def cursor_key():
+def cursor_key(secret_key):
     # Derived, not SECRET_KEY itself: a cursor can never pass for a JWT signature.
-    secret = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(secret, CURSOR_PURPOSE, hashlib.sha256).digest()
+    return hmac.new(secret_key.encode(), CURSOR_PURPOSE, hashlib.sha256).digest()
 
 
 def make_cursor(search, row, key=None):
-    """The next link's cursor after `row` (a row of this search's page)."""
+    """The next link's cursor after `row` (a row of this search's page); `key` is
+    cursor_key(SECRET_KEY), the app's own by default."""
     value = row[search.column]
     if search.column == "id":
         value = None
@@ -201,7 +201,9 @@ def make_cursor(search, row, key=None):
     elif search.column == "updated_at":
         value = value.isoformat(sep=" ")
     payload = json.dumps([search.fingerprint(), value, row["id"]], ensure_ascii=False).encode()
-    signature = hmac.new(key or cursor_key(), payload, hashlib.sha256).digest()
+    signature = hmac.new(
+        key or cursor_key(current_app.config["SECRET_KEY"]), payload, hashlib.sha256
+    ).digest()
     return f"{encode(payload)}.{encode(signature)}"
 
 
@@ -214,7 +216,9 @@ def read_cursor(value, search):
         payload, signature = (decode(part) for part in value.split("."))
     except ValueError:  # binascii.Error: a length base64 never produces
         raise invalid from None
-    expected = hmac.new(cursor_key(), payload, hashlib.sha256).digest()
+    expected = hmac.new(
+        cursor_key(current_app.config["SECRET_KEY"]), payload, hashlib.sha256
+    ).digest()
     if not hmac.compare_digest(signature, expected):
         raise invalid
     fingerprint, key, last_id = json.loads(payload)  # ours: it carries our signature
