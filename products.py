@@ -11,7 +11,7 @@ from db import execute, last_insert_id, query, utc_iso
 from errors import ValidationError, error_response
 from pagination import page
 from rate_limits import limiter
-from search import next_parameters, page_query, product_search
+from search import find_page, next_parameters, product_search
 from tokens import token_required
 from validation import (
     has_control_characters,
@@ -168,7 +168,7 @@ def create_product():
 @token_required("viewer")
 def list_products():
     search = product_search()  # filters, sort and keyset start: search.py
-    rows = query(*page_query(PRODUCT_COLUMNS, search))
+    rows = find_page(PRODUCT_COLUMNS, search)
     return page(rows, search.limit, product_json, next_parameters(search))
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
+import MySQLdb
 from flask import current_app, request
 
 from db import query
@@ -39,6 +40,13 @@ STOPWORDS = frozenset(
 WORD = re.compile(r"\w+")
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}")
 CURSOR_PURPOSE = b"SecureAPI GET /products cursor v1"
+# The database time one page may take. A `q` that matches a great many products (FULLTEXT
+# hands every match over before the page is sorted), or a rare filter under a sort by
+# another column, is refused with a 400 instead of holding the database for every client.
+MAX_STATEMENT_SECONDS = 2
+# MariaDB's ER_STATEMENT_TIMEOUT; InnoDB's FULLTEXT search reports the same interruption
+# as its handler error HA_ERR_ABORTED_BY_USER.
+STATEMENT_TIMEOUTS = {1969, 188}
 
 
 @dataclass
@@ -250,6 +258,21 @@ def next_parameters(search):
 
 
 # --- The SQL of one page ---------------------------------------------------------------------
+
+
+def find_page(columns, search):
+    """The rows of the page (limit + 1 of them), within MAX_STATEMENT_SECONDS."""
+    sql, args = page_query(columns, search)
+    bounded = f"SET STATEMENT max_statement_time = {MAX_STATEMENT_SECONDS} FOR {sql}"
+    try:
+        return query(bounded, args)
+    except (MySQLdb.OperationalError, MySQLdb.InternalError) as error:
+        if error.args[0] not in STATEMENT_TIMEOUTS:
+            raise
+        raise ValidationError(
+            "This search matches too many products to page through in time: add words to 'q'"
+            " or other filters."
+        ) from None
 
 
 def page_query(columns, search):

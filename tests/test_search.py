@@ -421,3 +421,21 @@ def test_a_cursor_holds_decimal_and_timestamp_keys_exactly(client, headers, db):
         assert [product["id"] for product in seen] == sorted_rows(
             db, sort.lstrip("-"), sort.startswith("-")
         )
+
+
+def test_a_page_that_takes_too_long_is_a_clear_400_and_the_next_one_works(
+    client, headers, db, monkeypatch
+):
+    """A q matching most of a large inventory must not hold the database: refused."""
+    sql(
+        db,
+        "INSERT INTO products (name, price, quantity)"
+        " SELECT CONCAT('Product ', seq), 1, 1 FROM seq_1_to_20000",
+    )
+    monkeypatch.setattr(search, "MAX_STATEMENT_SECONDS", 0.0001)
+    response = client.get("/products?q=product&sort=-price", headers=headers)
+    assert response.status_code == 400
+    assert "too many products" in response.json["message"]
+    monkeypatch.setattr(search, "MAX_STATEMENT_SECONDS", 60)
+    response = client.get("/products?q=product&sort=-price&limit=3", headers=headers)
+    assert response.status_code == 200 and len(response.json) == 3
