@@ -13,7 +13,6 @@ from openapi_spec_validator import validate
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import search
-import validation
 from app import create_app
 from tests.conftest import AuthActions, Clock, app_config
 
@@ -217,28 +216,11 @@ def credentials_for(case, credentials):
 @SHARED_FIXTURES
 def test_fuzz_with_credentials(case, credentials, fuzz_app_on_test_database):
     with fuzz_app_on_test_database.app_context():
-        prose = prose_rule_applies(case.body) or search_rule_applies(case.query)
+        prose = search_rule_applies(case.query)
     case.call_and_validate(
         headers=credentials_for(case, credentials),
         excluded_checks=[positive_data_acceptance] if prose else [],
     )
-
-
-def prose_rule_applies(body):
-    """Whether a body meets a rule openapi.yaml states in prose, because a portable JSON
-    Schema regex cannot say it: JSON Schema counts 3.0 as an integer (the API refuses it as
-    a quantity); names refuse invisible formatting (Unicode Cf) and need a visible
-    character; descriptions count UTF-8 bytes."""
-    if not isinstance(body, dict):
-        return False
-    if isinstance(body.get("quantity"), float):
-        return True
-    name, description = body.get("name"), body.get("description")
-    if isinstance(name, str) and not (
-        validation.has_visible_character(name) and not validation.has_format_characters(name)
-    ):
-        return True
-    return isinstance(description, str) and len(description.encode("utf-8", "replace")) > 65_535
 
 
 def search_rule_applies(query):
