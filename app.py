@@ -25,7 +25,7 @@ from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
 from passwords import dummy_password_hash
-from rate_limits import handle_rate_limited, limiter
+from rate_limits import handle_rate_limited, limiter, note_limited_routes
 from tokens import ROLES
 from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
@@ -73,6 +73,7 @@ def create_app(test_config=None):
     app.register_blueprint(users.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(operations.bp)
+    note_limited_routes(app)  # after every route: the limiter skips the others
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
     app.register_error_handler(RateLimitExceeded, handle_rate_limited)
