@@ -26,7 +26,7 @@ from config import Config, load_instance_secret
 from db import init_db_command, mysql
 from passwords import dummy_password_hash
 from rate_limits import handle_rate_limited, limiter, note_limited_routes
-from tokens import ROLES
+from tokens import ROLES, NoCookieSessions
 from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
 
@@ -34,6 +34,7 @@ from validation import IdConverter
 def create_app(test_config=None):
     app = Flask(__name__, instance_relative_config=True)
     app.json.ensure_ascii = False  # UTF-8 JSON: "ü", not "\\u00fc" (six bytes for one)
+    app.session_interface = NoCookieSessions()
     app.config.from_object(Config)
     if test_config:
         app.config.update(test_config)

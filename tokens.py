@@ -11,6 +11,7 @@ import time
 
 import jwt
 from flask import current_app, g, request
+from flask.sessions import SessionInterface
 
 from audit import audit
 from db import query
@@ -19,6 +20,18 @@ from errors import error_response
 BEARER_REALM = 'Bearer realm="SecureAPI"'
 # Each role may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
+
+
+class NoCookieSessions(SessionInterface):
+    """The API authenticates by bearer token only: no request opens, and no response sets,
+    a signed-cookie session (Flask's default would do both, with the JWT key, on every
+    request). flask.session is then a null session that refuses writes."""
+
+    def open_session(self, app, request):
+        return None
+
+    def save_session(self, app, session, response):
+        pass
 
 
 def token_digest(token):

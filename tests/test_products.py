@@ -431,3 +431,24 @@ def test_product_writes_are_rate_limited_per_user(database, db, clock):
     assert auth.client.get("/products", headers=alice).status_code == 200
     assert auth.client.post("/products", json=LAPTOP, headers=bob).status_code == 201
     assert sql(db, "SELECT COUNT(*) AS n FROM products")[0]["n"] == 4
+
+
+def test_every_product_write_counts_towards_the_limit_and_reads_do_not(database, db, clock):
+    # The limiter skips routes that have no limit (rate_limits.note_limited_routes): each
+    # write route must still be counted, and no read refused.
+    app = create_app(
+        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_WRITES="4 per minute")
+    )
+    auth = AuthActions(app.test_client(), clock)
+    alice = auth.headers("alice")
+    product_id = auth.client.post("/products", json=LAPTOP, headers=alice).json["id"]
+    url = f"/products/{product_id}"
+    assert auth.client.put(url, json=LAPTOP, headers=alice).status_code == 200
+    assert auth.client.patch(url, json={"quantity": 1}, headers=alice).status_code == 200
+    assert auth.client.delete(url, headers=alice).status_code == 200
+    for _ in range(10):
+        assert auth.client.get("/products", headers=alice).status_code == 200
+        assert auth.client.get(url, headers=alice).status_code == 404
+    assert auth.client.delete(url, headers=alice).status_code == 429
+    assert auth.client.put(url, json=LAPTOP, headers=alice).status_code == 429
+    assert auth.client.patch(url, json={"quantity": 1}, headers=alice).status_code == 429
