@@ -136,10 +136,6 @@ def utc_iso(value):
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-def last_insert_id():
-    return mysql.connection.insert_id()
-
-
 @contextlib.contextmanager
 def transaction():
     """A cursor whose statements are committed together, or not at all."""
