@@ -6,11 +6,9 @@ import re
 
 from flask import request
 
-from errors import ValidationError
-
 ANY = "*"
 # RFC 9110 section 8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE
-ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
 VERSION = re.compile(r"[0-9]{1,19}")
 
 
@@ -21,22 +19,15 @@ def etag(version):
 
 def entity_tags(field):
     """The (weak, opaque-tag) pairs of an If-Match/If-None-Match field, ANY for "*", or
-    None when the request has no such field. A malformed field is a 400, not ignored: an
-    If-Match that were ignored would turn a careful write into a blind overwrite."""
+    None when the request has no such field. A malformed element (an unquoted 3, say)
+    matches nothing: an If-Match made only of those fails safe with a 412, never becomes
+    a blind overwrite."""
     value = request.headers.get(field)
     if value is None:
         return None
-    if value.strip() == ANY:
+    if value.strip(" \t") == ANY:
         return ANY
-    tags = []
-    for element in value.split(","):
-        match = ENTITY_TAG.fullmatch(element.strip())
-        if not match:
-            raise ValidationError(
-                f'{field} must be * or a comma-separated list of entity tags such as "3".'
-            )
-        tags.append((bool(match.group(1)), match.group(2)))
-    return tags
+    return [(bool(weak), tag) for weak, tag in ENTITY_TAG.findall(value)]
 
 
 def versions_to_match():

@@ -252,8 +252,8 @@ def version_condition():
 def precondition_failed():
     return error_response(
         412,
-        "The product has changed since the ETag in If-Match was read: fetch it again, then"
-        " retry with its current ETag.",
+        "The product's current ETag is not in If-Match: it has changed since it was read (or"
+        ' the tag lost its quotes: send it as it came, e.g. "3"). Fetch it again, then retry.',
     )
 
 

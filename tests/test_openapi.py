@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+import validation
 from app import create_app
 from tests.conftest import AuthActions, Clock, app_config
 
@@ -21,6 +22,8 @@ EXAMPLE_USER = "alice"
 EXAMPLE_PASSWORD = "a long passphrase of mine"
 # Per operation and generation mode: a couple of minutes for the whole fuzz run.
 FUZZ_EXAMPLES = 100
+# schemathesis' default for valid data, to which an operation adds its state-dependent answers.
+ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +245,26 @@ fuzz_schema = schemathesis.openapi.from_wsgi(
                     },
                 },
                 {
+                    # A schema-valid If-Match may name a version the product no longer
+                    # has: 412 is the documented answer, not a refusal of valid data.
+                    "include-path": "/products/{product_id}",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ACCEPTED + ["412"],
+                        }
+                    },
+                },
+                {
+                    # A schema-valid Idempotency-Key may already belong to another body
+                    # (422) or to a request still running (409).
+                    "include-path": ["/products", "/product"],
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ACCEPTED + ["422"],
+                        }
+                    },
+                },
+                {
                     # The same password rules for the new password.
                     "include-path": "/me/password",
                     "checks": {
@@ -302,3 +325,28 @@ def test_fuzz_with_credentials(case, credentials):
 @SHARED_FIXTURES
 def test_fuzz_login_and_logout(case, fuzz_app_on_test_database):
     case.call_and_validate()
+
+
+def test_product_name_patterns_refuse_exactly_what_the_app_refuses(document):
+    # The fuzzer trusts these patterns: a character they allow must be one the app takes.
+    patterns = [
+        re.compile(rule["pattern"])
+        for rule in document["components"]["schemas"]["ProductName"]["allOf"]
+    ]
+    refused_by_schema = {
+        code
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF  # surrogates are no text; json_object refuses them
+        and not all(pattern.search(chr(code)) for pattern in patterns)
+    }
+    refused_by_app = {
+        code
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF
+        and (
+            not chr(code).strip()
+            or validation.has_control_characters(chr(code))
+            or validation.has_format_characters(chr(code))
+        )
+    }
+    assert refused_by_schema == refused_by_app
