@@ -280,21 +280,18 @@ class Instance:
 
     def __init__(self, database, log_path, **settings):
         self.port = free_port()
-        env = (
-            os.environ
-            | {
-                "MYSQL_DB": database,
-                "SECRET_KEY": TEST_SECRET_KEY,
-                "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
-                "RECOVERY_CODE_KEY": TEST_RECOVERY_CODE_KEY,
-                "BCRYPT_ROUNDS": "4",
-                "RATELIMIT_ENABLED": "false",
-                "WORKERS": "2",
-                "HOST": "127.0.0.1",
-                "PORT": str(self.port),
-            }
-            | settings
-        )
+        env = os.environ | {
+            "MYSQL_DB": database,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
+            "RECOVERY_CODE_KEY": TEST_RECOVERY_CODE_KEY,
+            "BCRYPT_ROUNDS": "4",
+            "RATELIMIT_ENABLED": "false",
+            "WORKERS": "2",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+        }
+        env |= settings  # a test's own settings win
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
