@@ -11,8 +11,9 @@ from conditional import etag, not_modified, precondition_fails, write_condition
 from db import execute, query, transaction, utc_iso
 from errors import ValidationError, error_response
 from idempotency import idempotency_key
-from pagination import page, page_parameters
+from pagination import page
 from rate_limits import limiter
+from search import find_page, next_parameters, product_search
 from tokens import token_required
 from validation import (
     has_control_characters,
@@ -183,13 +184,9 @@ def create_product():
 @bp.get("/products")
 @token_required("viewer")
 def list_products():
-    limit, after = page_parameters()
-    # Keyset pagination: the primary key index finds the page start, whatever the page.
-    rows = query(
-        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
-        (after, limit + 1),
-    )
-    return page(rows, limit, product_json)
+    search = product_search()  # filters, sort and keyset start: search.py
+    rows = find_page(PRODUCT_COLUMNS, search)
+    return page(rows, search.limit, product_json, next_parameters(search))
 
 
 @bp.get("/products/<id:product_id>")
