@@ -26,6 +26,7 @@ COLLECTION_PATH = ROOT / "postman" / "SecureAPI.postman_collection.json"
 ENVIRONMENT_PATH = ROOT / "postman" / "SecureAPI.postman_environment.json"
 NODE_BIN = ROOT / "node_modules" / ".bin"
 METHODS = {"get", "put", "post", "delete", "patch"}
+METRICS_TOKEN = "metrics-token-of-the-test-server-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,12 @@ def server(database, tmp_path_factory):
     the collection and the client reach the admin routes too, and a cheap bcrypt cost."""
     log = tmp_path_factory.mktemp("clients") / "gunicorn.log"
     instance = Instance(
-        database, log, RATELIMIT_ENABLED="true", REGISTRATION_ROLE="admin", WORKERS="2"
+        database,
+        log,
+        RATELIMIT_ENABLED="true",
+        REGISTRATION_ROLE="admin",
+        WORKERS="2",
+        METRICS_TOKEN=METRICS_TOKEN,
     )
     yield instance
     instance.stop()
@@ -133,6 +139,8 @@ def test_collection_runs_in_newman_with_no_failed_assertion(server, collection, 
             str(ENVIRONMENT_PATH),
             "--env-var",
             f"baseUrl=http://127.0.0.1:{server.port}",
+            "--env-var",
+            f"metricsToken={METRICS_TOKEN}",
             "--reporters",
             "cli,json",
             "--reporter-json-export",

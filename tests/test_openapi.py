@@ -179,6 +179,7 @@ def test_document_puts_auth_in_one_place(document):
     assert document["security"] == [{"bearerAuth": []}]
     public = {("/register", "post"), ("/login", "post"), ("/docs", "get")}
     public |= {("/openapi.json", "get"), ("/docs/assets/{name}", "get")}
+    public |= {("/healthz", "get"), ("/readyz", "get")}
     for path, method in public:
         assert document["paths"][path][method]["security"] == [], (path, method)
     assert "`" not in document["servers"][0]["description"]
