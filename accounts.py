@@ -153,12 +153,15 @@ def reauthenticated(data, password_field, may_remove_admin=False):
             used = use_otp if field == "otp" else use_recovery_code
             if not used(cursor, user["id"], code):
                 wrong_factor = True
-                refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
                 abort(error_response(403, REAUTHENTICATION_FAILED))
             yield cursor
         audit("reauthenticated", username, method=field)
     finally:
-        # The password was right: give the attempt back unless the factor was wrong, even
-        # if the token was revoked meanwhile or the change itself was refused.
-        if not wrong_factor:
+        if wrong_factor:
+            # After the rollback: inside the transaction, the hard lock it may set would be
+            # rolled back with it.
+            refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
+        else:
+            # The password was right: give the attempt back, even if the token was revoked
+            # meanwhile or the change itself was refused.
             give_back_attempt(username)
