@@ -36,6 +36,9 @@ LOCK_DEADLOCK = 1213  # a deadlock, or on Galera a certification conflict anothe
 LOCK_WAIT_TIMEOUT = 1205
 CONFLICTS = (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT)
 NODE_NOT_READY = 1047  # a Galera node outside the primary component, or still joining
+# New connections tried after a 1047: the first at once; the others a second apart, the time
+# a load balancer's health check (deploy/haproxy.cfg: 2 checks 1 s apart) needs to notice.
+NODE_NOT_READY_RECONNECTS = 3
 CONFLICT_ATTEMPTS = 6
 
 
@@ -158,21 +161,22 @@ def retried(attempt):
     database undid it without effect: on a deadlock, a Galera certification conflict or a
     lock wait timeout, a few times after a random pause, so that the rerun sees what the
     winner wrote and the client gets the answer it would have got one request later (a
-    409, 401 or 429), not a 503; and once on a new connection when the node is not ready
-    (on a load balancer, the new one goes to another node). Inside a transaction a statement
-    is not retried on its own: the transaction is."""
+    409, 401 or 429), not a 503; and on a new connection when the node is not ready (behind
+    a load balancer the new one goes to another node, once the balancer has noticed). Inside
+    a transaction a statement is not retried on its own: the transaction is."""
     if g.get("in_transaction"):
         return attempt()
-    conflicts = 0
-    reconnected = False
+    conflicts = reconnects = 0
     while True:
         try:
             return attempt()
         except MySQLdb.Error as error:
             number = error_number(error)
-            if number == NODE_NOT_READY and not reconnected:
+            if number == NODE_NOT_READY and reconnects < NODE_NOT_READY_RECONNECTS:
                 mysql.drop_connection()
-                reconnected = True
+                if reconnects:
+                    time.sleep(1)
+                reconnects += 1
             elif number in CONFLICTS and conflicts < CONFLICT_ATTEMPTS - 1:
                 conflicts += 1
                 # Full jitter: racers that collided once do not collide again in step.
