@@ -124,6 +124,8 @@ class Config:
     PROXY_FIX_X_FOR = env_int("PROXY_FIX_X_FOR", 0)
 
     MAX_CONTENT_LENGTH = 1024 * 1024
+    # How long the answer to a create with an Idempotency-Key is kept for a retry.
+    IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 86400)
     # Strict-Transport-Security max-age; set it (e.g. 31536000) only when served over HTTPS.
     HSTS_SECONDS = env_int("HSTS_SECONDS", 0)
     # RFC 9068 access tokens: who issues them and for whom; checked on every request.

@@ -217,10 +217,6 @@ def utc_iso(value):
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-def last_insert_id():
-    return mysql.connection.insert_id()
-
-
 def in_transaction(work, *args):
     """Run work(cursor, *args) in one transaction, commit, and return what it returned; if
     it raises, nothing it wrote stays. On a conflict the whole of work runs again, its

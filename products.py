@@ -6,16 +6,18 @@ from decimal import Decimal
 
 from flask import Blueprint, current_app, g, request, url_for
 
+import idempotency
 from audit import audit
-from db import execute, last_insert_id, query, utc_iso
+from conditional import ANY, etag, not_modified, versions_to_match
+from db import execute, in_transaction, query, utc_iso
 from errors import ValidationError, error_response
+from idempotency import idempotency_key
 from pagination import page, page_parameters
 from rate_limits import limiter
 from tokens import token_required
 from validation import (
     has_control_characters,
     has_format_characters,
-    has_visible_character,
     json_object,
     refuse_unknown_fields,
     text,
@@ -24,8 +26,9 @@ from validation import (
 bp = Blueprint("products", __name__)
 
 PRODUCT_FIELDS = ("name", "description", "price", "quantity")
-PRODUCT_COLUMNS = "id, name, description, price, quantity, created_at, updated_at"
+PRODUCT_COLUMNS = "id, name, description, price, quantity, version, created_at, updated_at"
 MAX_PRICE = Decimal("99999999.99")
+CENT = Decimal("0.01")
 MAX_QUANTITY = 2_147_483_647
 
 
@@ -54,7 +57,7 @@ def validate_product(data, partial=False):
 
 def validate_name(value):
     name = text(value, "name")
-    if not has_visible_character(name):
+    if not name.strip():
         raise ValidationError("'name' must not be blank.")
     if has_control_characters(name):
         raise ValidationError("'name' must not contain control characters.")
@@ -72,8 +75,8 @@ def validate_description(value):
     if value is None:
         return None
     description = text(value, "description")
-    if len(description.encode("utf-8")) > 65_535:
-        raise ValidationError("'description' must be at most 65,535 bytes in UTF-8.")
+    if len(description) > 65_535:  # characters, as JSON Schema's maxLength counts them
+        raise ValidationError("'description' must be at most 65,535 characters.")
     if has_control_characters(description, allowed="\t\r\n"):
         raise ValidationError(
             "'description' must not contain control characters other than tab and line breaks."
@@ -93,15 +96,19 @@ def validate_price(value):
         raise ValidationError("'price' must be between 0 and 99999999.99.")
     if price.as_tuple().exponent < -2:
         raise ValidationError("'price' must have at most 2 decimal places.")
-    return abs(price)  # -0.0 is 0
+    return abs(price).quantize(CENT)  # -0.0 is 0; 10 and 10.00 are one price
 
 
 def validate_quantity(value):
-    if isinstance(value, bool) or not isinstance(value, int):
+    # JSON has one number type: 4044.0 and 4.044e3 are the integer 4044 (RFC 8259, and JSON
+    # Schema's "integer"), as a client's float serialiser may well write them.
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise ValidationError("'quantity' must be an integer.")
-    if not 0 <= value <= MAX_QUANTITY:
+    if not 0 <= value <= MAX_QUANTITY:  # before the next test: 1e999999999 is integral too
         raise ValidationError("'quantity' must be between 0 and 2147483647.")
-    return value
+    if value != int(value):
+        raise ValidationError("'quantity' must be an integer.")
+    return int(value)
 
 
 def product_json(row):
@@ -111,6 +118,7 @@ def product_json(row):
         "description": row["description"],
         "price": float(row["price"]),  # a JSON number; DECIMAL(10,2) fits a float exactly enough
         "quantity": row["quantity"],
+        "version": row["version"],
         "created_at": utc_iso(row["created_at"]),
         "updated_at": utc_iso(row["updated_at"]),
     }
@@ -122,6 +130,12 @@ def fetch_product(product_id):
         (product_id,),
     )
     return rows[0] if rows else None
+
+
+def read_product(cursor, product_id):
+    """The product as the caller's transaction sees it (its own writes included)."""
+    cursor.execute(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = %s", (product_id,))  # noqa: S608
+    return cursor.fetchone()
 
 
 # Per user, not per address: one account cannot fill the database at line rate. Below
@@ -143,24 +157,32 @@ def product_not_found():
 @limit_writes
 def create_product():
     product = validate_product(json_object())
-    execute(
-        "INSERT INTO products (name, description, price, quantity) VALUES (%s, %s, %s, %s)",
-        (product["name"], product["description"], product["price"], product["quantity"]),
-    )
-    product_id = last_insert_id()
-    audit("product_created", g.user["username"], product_id=product_id)
-    # Read back for the timestamps the database gave it (None only if deleted meanwhile).
-    row = fetch_product(product_id) or product | {
-        "id": product_id,
-        "created_at": None,
-        "updated_at": None,
-    }
-    body = {
-        "message": "Product created successfully",
-        "id": product_id,
-        "product": product_json(row),
-    }
-    return body, 201, {"Location": url_for("products.get_product", product_id=product_id)}
+    key = idempotency_key()
+
+    def create(cursor):
+        """(the response, the new product's id); (the earlier answer, None) for a key seen
+        before. The same request with its key on another Galera node fails the commit (1213):
+        rerun, it finds that node's key row and replays its answer."""
+        if key is not None:
+            earlier = idempotency.reserve(cursor, key, idempotency.fingerprint(product))
+            if earlier is not None:
+                return earlier, None
+        cursor.execute(
+            "INSERT INTO products (name, description, price, quantity) VALUES (%s, %s, %s, %s)",
+            (product["name"], product["description"], product["price"], product["quantity"]),
+        )
+        row = read_product(cursor, cursor.lastrowid)
+        body = {"message": "Product created successfully", "id": row["id"]}
+        response = product_response(row, body | {"product": product_json(row)}, 201)
+        response.headers["Location"] = url_for("products.get_product", product_id=row["id"])
+        if key is not None:
+            idempotency.remember(cursor, key, response)
+        return response, row["id"]
+
+    response, product_id = in_transaction(create)
+    if product_id is not None:
+        audit("product_created", g.user["username"], product_id=product_id)
+    return response
 
 
 @bp.get("/products")
@@ -179,7 +201,11 @@ def list_products():
 @token_required("viewer")
 def get_product(product_id):
     row = fetch_product(product_id)
-    return product_json(row) if row else product_not_found()
+    if row is None:
+        return product_not_found()
+    if not_modified(row["version"]):
+        return current_app.response_class(status=304, headers={"ETag": etag(row["version"])})
+    return product_response(row, product_json(row))
 
 
 @bp.put("/products/<id:product_id>")
@@ -188,24 +214,62 @@ def get_product(product_id):
 @limit_writes
 def update_product(product_id):
     changes = validate_product(json_object(), partial=request.method == "PATCH")
+    condition, versions = version_condition()
     # Column names come from PRODUCT_FIELDS (validate_product refuses any other key).
     assignments = ", ".join(f"{field} = %s" for field in changes)
-    updated = execute(
-        f"UPDATE products SET {assignments} WHERE id = %s",  # noqa: S608
-        (*changes.values(), product_id),
-    )
-    row = fetch_product(product_id) if updated else None
-    if row is None:  # absent, or deleted by someone else in between
-        return product_not_found()
+    # The version check and the write are one statement: two writers holding the same
+    # ETag cannot both succeed. The read-back in the same transaction shows this write.
+
+    def update(cursor):
+        updated = cursor.execute(
+            f"UPDATE products SET {assignments}, version = version + 1"  # noqa: S608
+            f" WHERE id = %s{condition}",
+            (*changes.values(), product_id, *versions),
+        )
+        return updated, read_product(cursor, product_id)
+
+    updated, row = in_transaction(update)
+    if not updated:
+        return product_not_found() if row is None else precondition_failed()
     audit("product_updated", g.user["username"], product_id=product_id, fields=sorted(changes))
-    return {"message": "Product updated", "product": product_json(row)}
+    return product_response(row, {"message": "Product updated", "product": product_json(row)})
 
 
 @bp.delete("/products/<id:product_id>")
 @token_required("editor")
 @limit_writes
 def delete_product(product_id):
-    if not execute("DELETE FROM products WHERE id = %s", (product_id,)):
-        return product_not_found()
+    condition, versions = version_condition()
+    deleted = execute(
+        f"DELETE FROM products WHERE id = %s{condition}",  # noqa: S608
+        (product_id, *versions),
+    )
+    if not deleted:
+        return product_not_found() if fetch_product(product_id) is None else precondition_failed()
     audit("product_deleted", g.user["username"], product_id=product_id)
     return {"message": "Product deleted"}
+
+
+def version_condition():
+    """The SQL condition (and its arguments) that If-Match puts on a write."""
+    versions = versions_to_match()
+    if versions is None or versions == ANY:  # no If-Match, or any current version
+        return "", ()
+    if not versions:  # only tags that can never match: the row is never written
+        return " AND FALSE", ()
+    return f" AND version IN ({', '.join(['%s'] * len(versions))})", tuple(versions)
+
+
+def precondition_failed():
+    return error_response(
+        412,
+        "The product's current ETag is not in If-Match: it has changed since it was read (or"
+        ' the tag lost its quotes: send it as it came, e.g. "3"). Fetch it again, then retry.',
+    )
+
+
+def product_response(row, body, status=200):
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.headers["ETag"] = etag(row["version"])
+    return response

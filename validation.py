@@ -83,11 +83,6 @@ def has_format_characters(value):
     return any(unicodedata.category(character) == "Cf" for character in value)
 
 
-def has_visible_character(value):
-    """A letter, digit, punctuation or symbol: not only spaces and marks."""
-    return any(unicodedata.category(character)[0] in "LNPS" for character in value)
-
-
 def refuse_unknown_fields(data, allowed):
     unknown = sorted(set(data) - set(allowed))
     if unknown:

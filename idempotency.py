@@ -1,0 +1,129 @@
+"""Idempotency-Key for creates (the IETF httpapi draft, as Stripe runs it): a client that
+timed out may send its POST again with the same key and gets the first answer back instead
+of a second product.
+
+Each key belongs to one user. Its row is inserted in the same transaction as the write it
+guards, so the row and the write commit together or not at all: a request that failed
+(a 503, a crash) leaves no trace and may be retried. A second request with the key waits
+briefly on the first one's uncommitted row: if the first commits in time, the second gets
+its answer replayed; if not, a 409."""
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+
+import MySQLdb
+from flask import current_app, g, request
+
+from config import now
+from db import execute
+from errors import ValidationError, error_response
+
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+# How long a request waits for another request with its key to finish, before a 409.
+WAIT_SECONDS = 1
+REPLAYED_HEADERS = ("Location", "ETag")
+ER_DUP_ENTRY = 1062
+ER_LOCK_WAIT_TIMEOUT = 1205
+
+
+def idempotency_key():
+    """The request's Idempotency-Key, or None; a 400 if it is not 1-255 visible ASCII."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not KEY_PATTERN.fullmatch(key):
+        raise ValidationError(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good key)."
+        )
+    return key
+
+
+def fingerprint(request_data):
+    """SHA-256 of the validated request, so an equal body written differently (10 or 10.00,
+    keys in another order) is the same request."""
+    canonical = json.dumps(request_data, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def utc_datetime(timestamp):
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
+
+
+def reserve(cursor, key, request_fingerprint):
+    """Claim `key` for this request inside the caller's transaction. None when the request
+    should run; otherwise the response to send instead: the first answer again, 422 for a
+    different body, 409 while the first request is still running."""
+    user_id = g.user["id"]
+    expires_at = utc_datetime(now() + current_app.config["IDEMPOTENCY_KEY_TTL_SECONDS"])
+    for _ in range(2):  # a second go only after removing an expired row of the key
+        try:
+            # MariaDB's per-statement lock wait: a running request holds the key's row.
+            cursor.execute(
+                f"SET STATEMENT innodb_lock_wait_timeout = {WAIT_SECONDS} FOR"  # noqa: S608
+                " INSERT INTO idempotency_keys (user_id, idempotency_key, fingerprint,"
+                " expires_at) VALUES (%s, %s, %s, %s)",
+                (user_id, key, request_fingerprint, expires_at),
+            )
+            return None
+        except MySQLdb.OperationalError as error:
+            if error.args[0] != ER_LOCK_WAIT_TIMEOUT:
+                raise
+            return error_response(
+                409,
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+        except MySQLdb.IntegrityError as error:
+            if error.args[0] != ER_DUP_ENTRY:
+                raise
+        cursor.execute(
+            "SELECT fingerprint, status, response_body, response_headers, expires_at"
+            " FROM idempotency_keys WHERE user_id = %s AND idempotency_key = %s"
+            " LOCK IN SHARE MODE",
+            (user_id, key),
+        )
+        earlier = cursor.fetchone()
+        if earlier and earlier["expires_at"] > utc_datetime(now()):
+            return replay(earlier, request_fingerprint)
+        cursor.execute(
+            "DELETE FROM idempotency_keys WHERE user_id = %s AND idempotency_key = %s",
+            (user_id, key),
+        )
+    raise RuntimeError("an Idempotency-Key row came back after it was removed")
+
+
+def replay(earlier, request_fingerprint):
+    if earlier["fingerprint"] != request_fingerprint:
+        return error_response(
+            422,
+            "This Idempotency-Key was already used with a different request; use a new key.",
+        )
+    response = current_app.response_class(
+        bytes(earlier["response_body"]), status=earlier["status"], mimetype="application/json"
+    )
+    response.headers.update(json.loads(earlier["response_headers"]))
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def remember(cursor, key, response):
+    """Keep `response` as the answer to `key`, in the transaction that reserved it."""
+    headers = {name: value for name, value in response.headers if name in REPLAYED_HEADERS}
+    cursor.execute(
+        "UPDATE idempotency_keys SET status = %s, response_body = %s, response_headers = %s"
+        " WHERE user_id = %s AND idempotency_key = %s",
+        (response.status_code, response.get_data(), json.dumps(headers), g.user["id"], key),
+    )
+
+
+def purge_expired(batch=1000):
+    """Delete the expired keys, a batch per statement so no lock is held long; return how
+    many went."""
+    removed = 0
+    while True:
+        count = execute(
+            "DELETE FROM idempotency_keys WHERE expires_at <= %s LIMIT %s",
+            (utc_datetime(now()), batch),
+        )
+        removed += count
+        if count < batch:
+            return removed
