@@ -1,4 +1,5 @@
-"""The database: each worker thread's kept-open connection, query/execute/transaction, init-db.
+"""The database: each worker thread's kept-open connection, query/execute/in_transaction
+(retried on conflicts), init-db.
 
 The lowest layer: it imports nothing of the project's, and knows no table but through SQL
 handed to it (schema.sql holds the tables).
@@ -222,6 +223,9 @@ def in_transaction(work, *args):
     it raises, nothing it wrote stays. On a conflict the whole of work runs again, its
     reads included (see retried): so it must only read and write the database, and leave
     audit lines, bcrypt and anything else done once to its caller, after it returns."""
+    if g.get("in_transaction"):
+        # BEGIN would commit the outer transaction, and a rerun could not include it.
+        raise RuntimeError("in_transaction() cannot be nested")
 
     def attempt():
         connection = mysql.connection

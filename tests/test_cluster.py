@@ -56,7 +56,23 @@ def cluster():
         yield Cluster(state)
     finally:
         subprocess.run([CLUSTER, "down", "--dir", directory], capture_output=True)
+        left = processes_in(directory)
         shutil.rmtree(directory, ignore_errors=True)
+    assert left == [], "scripts/cluster down left processes running"
+
+
+def processes_in(directory):
+    """The processes whose command line names `directory` or that run in it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if directory in cmdline or cwd.startswith(directory):
+            found.append(f"{proc.name}: {cmdline}")
+    return found
 
 
 class Cluster:
