@@ -176,6 +176,12 @@ def new_user(cluster, target="a"):
     return username, body
 
 
+def report(capsys, text):
+    """Print a measured figure even though pytest captures output (make test shows it)."""
+    with capsys.disabled():
+        print(f"\n[cluster] {text}", end="")
+
+
 def wait_until(check, seconds=120):
     deadline = time.monotonic() + seconds
     while not check():
@@ -276,7 +282,7 @@ def test_duplicate_registrations_across_nodes_get_one_201_and_409s(cluster):
     assert outcomes == [[201, 409]] * len(outcomes)
 
 
-def test_logout_on_one_instance_is_seen_at_once_on_the_other(cluster):
+def test_logout_on_one_instance_is_seen_at_once_on_the_other(cluster, capsys):
     """With wsrep_sync_wait=1 (MYSQL_INIT_COMMAND in deploy/app.env) no node answers from
     before the logout: 0 of 300 revoked tokens accepted, 0 fresh ones refused."""
     fresh_refused = revoked_accepted = 0
@@ -289,15 +295,15 @@ def test_logout_on_one_instance_is_seen_at_once_on_the_other(cluster):
             fresh_refused += cluster.call("GET", "/products", token=token, target="b")[0] != 200
             assert cluster.call("POST", "/logout", token=token, target="a")[0] == 200
             revoked_accepted += cluster.call("GET", "/products", token=token, target="b")[0] != 401
-    print(f"\nrevocation: {revoked_accepted} of 300 revoked tokens accepted on the other node,"
-          f" {fresh_refused} of 300 fresh tokens refused")  # fmt: skip
+    report(capsys, f"revocation: {revoked_accepted} of 300 revoked tokens accepted on the other"
+                   f" node, {fresh_refused} of 300 fresh tokens refused")  # fmt: skip
     assert (revoked_accepted, fresh_refused) == (0, 0)
 
 
 # --- Slow clients -------------------------------------------------------------------------------
 
 
-def test_idle_and_slow_connections_do_not_hold_up_a_request(cluster):
+def test_idle_and_slow_connections_do_not_hold_up_a_request(cluster, capsys):
     """Security review finding 2: three idle connections froze gunicorn's sync workers for
     30 s. nginx holds 100 of them (half silent, half sending headers byte by byte) while a
     normal request is answered."""
@@ -318,14 +324,14 @@ def test_idle_and_slow_connections_do_not_hold_up_a_request(cluster):
         for connection in held:
             connection.close()
     assert status == 401
-    print(f"\n100 idle/slow connections: a request answered in {elapsed * 1000:.0f} ms")
+    report(capsys, f"100 idle/slow connections: a request answered in {elapsed * 1000:.0f} ms")
     assert elapsed < 1  # the contract of issue 15 (without nginx: 30 s)
 
 
 # --- Throughput -------------------------------------------------------------------------------
 
 
-def test_throughput_through_the_chain_and_direct(cluster):
+def test_throughput_through_the_chain_and_direct(cluster, capsys):
     """Measured, not asserted (timings vary with whatever else runs on the machine)."""
     token = writer_token(cluster)
     cluster.call("POST", "/products", {"name": "x", "price": 1, "quantity": 1}, token)
@@ -342,9 +348,10 @@ def test_throughput_through_the_chain_and_direct(cluster):
             )  # fmt: skip
         assert set(statuses) == {200}
         results[target] = 400 / (time.monotonic() - started)
-    print(
-        f"\nGET /products, 8 clients, new connection each: nginx (TLS) -> 2 instances:"
-        f" {results['nginx']:.0f}/s; one instance direct (HTTP): {results['a']:.0f}/s"
+    report(
+        capsys,
+        f"GET /products, 8 clients, new connection each: nginx (TLS) -> 2 instances:"
+        f" {results['nginx']:.0f}/s; one instance direct (HTTP): {results['a']:.0f}/s",
     )
 
 
@@ -413,7 +420,7 @@ def writer_token(cluster):
     return cluster.login(username, "a", otp=code)[2]["token"]
 
 
-def test_an_isolated_node_is_taken_out_without_failing_a_request(cluster):
+def test_an_isolated_node_is_taken_out_without_failing_a_request(cluster, capsys):
     """gmcast.isolate cuts node2 (instance B's node) off: it leaves the primary component,
     HAProxy's Galera-aware check marks it DOWN (mysql-check would keep it UP), and B's
     requests move to node3; none fails."""
@@ -428,14 +435,15 @@ def test_an_isolated_node_is_taken_out_without_failing_a_request(cluster):
         cluster.root_sql(2, "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
         wait_until(lambda: set(cluster.haproxy().values()) == {"UP"})
     longest = max(seconds for _, _, seconds in load.write_times)
-    print(
-        f"\ngmcast.isolate node2: {len(load.created)} products created,"
-        f" {len(load.errors)} errors, longest write {longest:.1f} s (the cluster's freeze)"
+    report(
+        capsys,
+        f"gmcast.isolate node2: {len(load.created)} products created,"
+        f" {len(load.errors)} errors, longest write {longest:.1f} s (the cluster's freeze)",
     )
     assert load.errors == []
 
 
-def test_a_node_killed_under_load_loses_no_write_and_rejoins_by_ist(cluster):
+def test_a_node_killed_under_load_loses_no_write_and_rejoins_by_ist(cluster, capsys):
     with Load(cluster) as load:
         time.sleep(2)
         killed_at = time.monotonic()
@@ -446,11 +454,12 @@ def test_a_node_killed_under_load_loses_no_write_and_rejoins_by_ist(cluster):
     failed = [status for _, status, _ in after if status != 201]
     # Writes are normal again once the last one held up by the failover has finished.
     stalled_until = max((t + took for t, _, took in after if took > 1), default=0)
-    print(
-        f"\nkill -9 node1: {len(load.created)} products created, {len(after)} write attempts"
+    report(
+        capsys,
+        f"kill -9 node1: {len(load.created)} products created, {len(after)} write attempts"
         f" after the kill, {len(failed)} failed; errors {sorted(load.errors)};"
         f" writes normal again {stalled_until:.1f} s after the kill; longest write"
-        f" {max(took for _, _, took in after):.1f} s"
+        f" {max(took for _, _, took in after):.1f} s",
     )
     assert {status for status, _ in load.errors} <= {503}
     assert all(retry_after for _, retry_after in load.errors)  # each 503 says when to retry
@@ -465,7 +474,7 @@ def test_a_node_killed_under_load_loses_no_write_and_rejoins_by_ist(cluster):
 
     log = cluster.dir / "node1" / "error.log"
     before = log.stat().st_size
-    print(cluster.script("start-node", "1").strip())
+    report(capsys, cluster.script("start-node", "1").strip())
     restart = log.read_bytes()[before:].decode(errors="replace")
     assert "IST received" in restart  # the write sets it missed, not a full copy (SST)
     wait_until(lambda: set(cluster.haproxy().values()) == {"UP"})
