@@ -37,9 +37,13 @@ LOCK_DEADLOCK = 1213  # a deadlock, or on Galera a certification conflict anothe
 LOCK_WAIT_TIMEOUT = 1205
 CONFLICTS = (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT)
 NODE_NOT_READY = 1047  # a Galera node outside the primary component, or still joining
-# New connections tried after a 1047: the first at once; the others a second apart, the time
-# a load balancer's health check (deploy/haproxy.cfg: 2 checks 1 s apart) needs to notice.
-NODE_NOT_READY_RECONNECTS = 3
+# ...and a commit on a node that lost the primary component while replicating it: the write
+# set went nowhere, so the transaction did not happen and may run again elsewhere.
+COMMIT_FAILED = 1180
+NOT_IN_PRIMARY = "Not connected to Primary Component"
+# New connections tried after a 1047: the first at once, the others a second apart, so that
+# a load balancer's health check has time to notice (deploy/haproxy.cfg: about 1.5 s).
+NODE_NOT_READY_RECONNECTS = 4
 CONFLICT_ATTEMPTS = 6
 
 
@@ -157,6 +161,11 @@ def error_number(error):
     return error.args[0] if error.args and isinstance(error.args[0], int) else None
 
 
+def node_not_ready(error):
+    number = error_number(error)
+    return number == NODE_NOT_READY or (number == COMMIT_FAILED and NOT_IN_PRIMARY in str(error))
+
+
 def retried(attempt):
     """attempt() (a whole transaction, or one autocommitted statement), run again when the
     database undid it without effect: on a deadlock, a Galera certification conflict or a
@@ -172,13 +181,12 @@ def retried(attempt):
         try:
             return attempt()
         except MySQLdb.Error as error:
-            number = error_number(error)
-            if number == NODE_NOT_READY and reconnects < NODE_NOT_READY_RECONNECTS:
+            if node_not_ready(error) and reconnects < NODE_NOT_READY_RECONNECTS:
                 mysql.drop_connection()
                 if reconnects:
                     time.sleep(1)
                 reconnects += 1
-            elif number in CONFLICTS and conflicts < CONFLICT_ATTEMPTS - 1:
+            elif error_number(error) in CONFLICTS and conflicts < CONFLICT_ATTEMPTS - 1:
                 conflicts += 1
                 # Full jitter: racers that collided once do not collide again in step.
                 time.sleep(random.uniform(0, 0.01 * 2**conflicts))  # noqa: S311

@@ -440,7 +440,13 @@ def test_an_isolated_node_is_taken_out_without_failing_a_request(cluster, capsys
         f"gmcast.isolate node2: {len(load.created)} products created,"
         f" {len(load.errors)} errors, longest write {longest:.1f} s (the cluster's freeze)",
     )
-    assert load.errors == []
+    assert load.errors == [], app_errors(cluster)
+
+
+def app_errors(cluster):
+    """The database errors the app instances logged (why a request got its 503)."""
+    logs = [(cluster.dir / f"app_{name}" / "gunicorn.log").read_text() for name in ("a", "b")]
+    return [line for log in logs for line in log.splitlines() if "unavailable" in line]
 
 
 def test_a_node_killed_under_load_loses_no_write_and_rejoins_by_ist(cluster, capsys):
