@@ -9,7 +9,9 @@ from flask import request
 ANY = "*"
 # RFC 9110 section 8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE
 ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
-VERSION = re.compile(r"[0-9]{1,19}")
+# Our tags are versions as written by etag(): "01" is not "1" (section 8.8.3.2 compares
+# octets).
+OUR_TAG = re.compile(r"[1-9][0-9]{0,18}")
 
 
 def etag(version):
@@ -18,30 +20,55 @@ def etag(version):
 
 
 def entity_tags(field):
-    """The (weak, opaque-tag) pairs of an If-Match/If-None-Match field, ANY for "*", or
-    None when the request has no such field. A malformed element (an unquoted 3, say)
-    matches nothing: an If-Match made only of those fails safe with a 412, never becomes
-    a blind overwrite."""
+    """ANY for "*", the (weak, opaque-tag) pairs of the field, or None when the request has
+    no such field. A malformed element (an unquoted 3, a lowercase w/) matches nothing: an
+    If-Match made only of those fails safe with a 412, never becomes a blind overwrite."""
     value = request.headers.get(field)
     if value is None:
         return None
     if value.strip(" \t") == ANY:
         return ANY
-    return [(bool(weak), tag) for weak, tag in ENTITY_TAG.findall(value)]
+    matches = (ENTITY_TAG.fullmatch(element.strip(" \t")) for element in value.split(","))
+    return [(bool(match.group(1)), match.group(2)) for match in matches if match]
 
 
-def versions_to_match():
-    """For a write: None (no If-Match: write unconditionally), ANY, or the versions that
-    If-Match names. Strong comparison: a weak tag never matches (section 13.1.1)."""
+def names_version(tags, version, weak_comparison):
+    """Whether the field's tags name `version` of an existing resource (section 13.1)."""
+    return tags == ANY or any(
+        tag == str(version) and (weak_comparison or not weak) for weak, tag in tags
+    )
+
+
+def precondition_fails(version):
+    """For a read: whether If-Match is present and names another version (section 13.1.1,
+    strong comparison)."""
     tags = entity_tags("If-Match")
-    if tags is None or tags == ANY:
-        return tags
-    return [int(tag) for weak, tag in tags if not weak and VERSION.fullmatch(tag)]
+    return tags is not None and not names_version(tags, version, weak_comparison=False)
 
 
 def not_modified(version):
-    """Whether a read's If-None-Match names `version` (weak comparison, section 13.1.2)."""
+    """For a read: whether If-None-Match names `version` (section 13.1.2, weak comparison)."""
     tags = entity_tags("If-None-Match")
-    if tags is None:
-        return False
-    return tags == ANY or any(tag == str(version) for _, tag in tags)
+    return tags is not None and names_version(tags, version, weak_comparison=True)
+
+
+def write_condition():
+    """The SQL condition on `version` (and its arguments) that If-Match and If-None-Match
+    put on a write, so that checking them and writing is one statement."""
+    sql, args = "", []
+    if_match = entity_tags("If-Match")
+    if if_match not in (None, ANY):  # strong comparison: weak tags never match
+        versions = [int(tag) for weak, tag in if_match if not weak and OUR_TAG.fullmatch(tag)]
+        sql += (
+            f" AND version IN ({', '.join(['%s'] * len(versions))})" if versions else " AND FALSE"
+        )
+        args += versions
+    if_none_match = entity_tags("If-None-Match")
+    if if_none_match == ANY:  # "*": only if the resource does not exist (a write here: never)
+        sql += " AND FALSE"
+    elif if_none_match:  # weak comparison: W/"3" names version 3 too
+        versions = [int(tag) for _, tag in if_none_match if OUR_TAG.fullmatch(tag)]
+        if versions:
+            sql += f" AND version NOT IN ({', '.join(['%s'] * len(versions))})"
+            args += versions
+    return sql, tuple(args)

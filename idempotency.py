@@ -16,16 +16,23 @@ from datetime import UTC, datetime
 import MySQLdb
 from flask import current_app, g, request
 
+from audit import audit
 from config import now
 from db import execute
 from errors import ValidationError, error_response
+from tokens import invalid_token
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 # How long a request waits for another request with its key to finish, before a 409.
 WAIT_SECONDS = 1
 REPLAYED_HEADERS = ("Location", "ETag")
+# Each keyed create removes up to this many expired keys: the table cannot outgrow a day of
+# creates even where nobody runs `flask purge`.
+PURGE_PER_CREATE = 2
 ER_DUP_ENTRY = 1062
+ER_NO_REFERENCED_ROW = 1452
 ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
 
 
 def idempotency_key():
@@ -53,6 +60,24 @@ def reserve(cursor, key, request_fingerprint):
     """Claim `key` for this request inside the caller's transaction. None when the request
     should run; otherwise the response to send instead: the first answer again, 422 for a
     different body, 409 while the first request is still running."""
+    try:
+        return claim(cursor, key, request_fingerprint)
+    except MySQLdb.OperationalError as error:
+        # 1205: the first request still holds the key after WAIT_SECONDS. 1213: retries of
+        # one key waited on a first request that then rolled back, and InnoDB ended their
+        # deadlock by rolling this one back. Either way, nothing was written: retry.
+        if error.args[0] not in (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK):
+            raise
+        return error_response(
+            409, "A request with this Idempotency-Key is still being processed; retry shortly."
+        )
+    except MySQLdb.IntegrityError as error:
+        if error.args[0] != ER_NO_REFERENCED_ROW:
+            raise
+        return invalid_token("deleted", g.user["username"])  # the user is gone since
+
+
+def claim(cursor, key, request_fingerprint):
     user_id = g.user["id"]
     expires_at = utc_datetime(now() + current_app.config["IDEMPOTENCY_KEY_TTL_SECONDS"])
     for _ in range(2):  # a second go only after removing an expired row of the key
@@ -65,13 +90,6 @@ def reserve(cursor, key, request_fingerprint):
                 (user_id, key, request_fingerprint, expires_at),
             )
             return None
-        except MySQLdb.OperationalError as error:
-            if error.args[0] != ER_LOCK_WAIT_TIMEOUT:
-                raise
-            return error_response(
-                409,
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            )
         except MySQLdb.IntegrityError as error:
             if error.args[0] != ER_DUP_ENTRY:
                 raise
@@ -105,6 +123,12 @@ def replay(earlier, request_fingerprint):
     return response
 
 
+def audit_replay(response):
+    """After the transaction (a conflict may run it again): one audit line per replay."""
+    if response.headers.get("Idempotent-Replayed") == "true":
+        audit("idempotent_replay", g.user["username"], status=response.status_code)
+
+
 def remember(cursor, key, response):
     """Keep `response` as the answer to `key`, in the transaction that reserved it."""
     headers = {name: value for name, value in response.headers if name in REPLAYED_HEADERS}
@@ -115,15 +139,16 @@ def remember(cursor, key, response):
     )
 
 
-def purge_expired(batch=1000):
-    """Delete the expired keys, a batch per statement so no lock is held long; return how
-    many went."""
-    removed = 0
-    while True:
+def purge_expired(batch=1000, batches=None):
+    """Delete expired keys, `batch` rows per statement so no lock is held long, until none
+    is left or after `batches` statements; return how many went."""
+    removed, statements = 0, 0
+    while batches is None or statements < batches:
         count = execute(
             "DELETE FROM idempotency_keys WHERE expires_at <= %s LIMIT %s",
             (utc_datetime(now()), batch),
         )
-        removed += count
+        removed, statements = removed + count, statements + 1
         if count < batch:
-            return removed
+            break
+    return removed

@@ -31,10 +31,10 @@ def validate_cursor(value):
     return int(value)
 
 
-def page(rows, limit, to_json):
-    """The JSON response for `rows` (fetched with LIMIT limit + 1, in id order). The page
-    stops before it passes MAX_PAGE_BYTES (at least one row), and the next link continues
-    after the last row sent."""
+def page(rows, limit, to_json, next_parameters=lambda row: {"after": row["id"]}):
+    """The JSON response for `rows` (fetched with LIMIT limit + 1, in the list's order). The
+    page stops before it passes MAX_PAGE_BYTES (at least one row), and the next link
+    continues after the last row sent: its query is `limit` and next_parameters(that row)."""
     items = [to_json(row) for row in rows[:limit]]
     body = current_app.json.dumps(items).encode("utf-8")  # one call: the common case
     if len(body) > MAX_PAGE_BYTES:
@@ -48,6 +48,7 @@ def page(rows, limit, to_json):
         items, body = items[: len(parts)], b"[" + b",".join(parts) + b"]"
     response = current_app.response_class(body, mimetype="application/json")
     if len(rows) > len(items):
-        next_url = url_for(request.endpoint, limit=limit, after=rows[len(items) - 1]["id"])
+        last_sent = rows[len(items) - 1]
+        next_url = url_for(request.endpoint, limit=limit, **next_parameters(last_sent))
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response

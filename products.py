@@ -1,19 +1,19 @@
 """Blueprint for the shared product inventory: strict validation of product fields and
 the CRUD routes, all behind token_required."""
 
-import math
 from decimal import Decimal
 
 from flask import Blueprint, current_app, g, request, url_for
 
 import idempotency
 from audit import audit
-from conditional import ANY, etag, not_modified, versions_to_match
+from conditional import etag, not_modified, precondition_fails, write_condition
 from db import execute, in_transaction, query, utc_iso
 from errors import ValidationError, error_response
 from idempotency import idempotency_key
-from pagination import page, page_parameters
+from pagination import page
 from rate_limits import limiter
+from search import find_page, next_parameters, product_search
 from tokens import token_required
 from validation import (
     has_control_characters,
@@ -89,12 +89,14 @@ def validate_price(value):
     # Decimals (validation.json_object); NaN and Infinity as floats.
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ValidationError("'price' must be a number.")
-    if not math.isfinite(value):
+    price = Decimal(value)  # exact, whatever the size: 10**400 is no float
+    if not price.is_finite():
         raise ValidationError("'price' must be a finite number.")
-    price = Decimal(value)
     if not 0 <= price <= MAX_PRICE:
         raise ValidationError("'price' must be between 0 and 99999999.99.")
-    if price.as_tuple().exponent < -2:
+    # A multiple of 0.01, as openapi.yaml's multipleOf says: 1.500 is 1.50; the value as
+    # written counts, so 1.10000000000000001 is refused rather than rounded.
+    if price != price.quantize(CENT):
         raise ValidationError("'price' must have at most 2 decimal places.")
     return abs(price).quantize(CENT)  # -0.0 is 0; 10 and 10.00 are one price
 
@@ -180,21 +182,21 @@ def create_product():
         return response, row["id"]
 
     response, product_id = in_transaction(create)
-    if product_id is not None:
-        audit("product_created", g.user["username"], product_id=product_id)
+    if product_id is None:
+        idempotency.audit_replay(response)
+        return response
+    audit("product_created", g.user["username"], product_id=product_id)
+    if key is not None:  # after the commit: no lock on other users' keys in our transaction
+        idempotency.purge_expired(batch=idempotency.PURGE_PER_CREATE, batches=1)
     return response
 
 
 @bp.get("/products")
 @token_required("viewer")
 def list_products():
-    limit, after = page_parameters()
-    # Keyset pagination: the primary key index finds the page start, whatever the page.
-    rows = query(
-        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608
-        (after, limit + 1),
-    )
-    return page(rows, limit, product_json)
+    search = product_search()  # filters, sort and keyset start: search.py
+    rows = find_page(PRODUCT_COLUMNS, search)
+    return page(rows, search.limit, product_json, next_parameters(search))
 
 
 @bp.get("/products/<id:product_id>")
@@ -203,6 +205,8 @@ def get_product(product_id):
     row = fetch_product(product_id)
     if row is None:
         return product_not_found()
+    if precondition_fails(row["version"]):
+        return precondition_failed()
     if not_modified(row["version"]):
         return current_app.response_class(status=304, headers={"ETag": etag(row["version"])})
     return product_response(row, product_json(row))
@@ -214,7 +218,7 @@ def get_product(product_id):
 @limit_writes
 def update_product(product_id):
     changes = validate_product(json_object(), partial=request.method == "PATCH")
-    condition, versions = version_condition()
+    condition, versions = write_condition()
     # Column names come from PRODUCT_FIELDS (validate_product refuses any other key).
     assignments = ", ".join(f"{field} = %s" for field in changes)
     # The version check and the write are one statement: two writers holding the same
@@ -239,7 +243,7 @@ def update_product(product_id):
 @token_required("editor")
 @limit_writes
 def delete_product(product_id):
-    condition, versions = version_condition()
+    condition, versions = write_condition()
     deleted = execute(
         f"DELETE FROM products WHERE id = %s{condition}",  # noqa: S608
         (product_id, *versions),
@@ -250,21 +254,12 @@ def delete_product(product_id):
     return {"message": "Product deleted"}
 
 
-def version_condition():
-    """The SQL condition (and its arguments) that If-Match puts on a write."""
-    versions = versions_to_match()
-    if versions is None or versions == ANY:  # no If-Match, or any current version
-        return "", ()
-    if not versions:  # only tags that can never match: the row is never written
-        return " AND FALSE", ()
-    return f" AND version IN ({', '.join(['%s'] * len(versions))})", tuple(versions)
-
-
 def precondition_failed():
     return error_response(
         412,
-        "The product's current ETag is not in If-Match: it has changed since it was read (or"
-        ' the tag lost its quotes: send it as it came, e.g. "3"). Fetch it again, then retry.',
+        "The product's current ETag is not in If-Match (or is in If-None-Match): it has"
+        " changed since it was read, or the tag lost its quotes (send it as it came, e.g."
+        ' "3"). Fetch it again, then retry.',
     )
 
 

@@ -30,11 +30,16 @@ from cryptography.fernet import Fernet
 from config import Config
 from db import init_db
 from passwords import PREHASHED, prehash
+from search import SORT_COLUMNS, Search, cursor_key, make_cursor
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SEARCH_SECONDS = int(os.environ.get("BENCH_SEARCH_SECONDS", "5"))
+# Each seeded name carries one of 100 tags: `q=tag42` matches 1 % of the rows.
+SEARCH_WORD = "tag42"
+SEARCH_RATIO_TARGET = 1.5
 THREADS = 2
 CONNECTIONS = 16
 LOGIN_USERS = 600
@@ -49,9 +54,10 @@ def main():
         )
     rounds = Config.BCRYPT_ROUNDS
     totp_key = Fernet.generate_key().decode()
+    secret_key = secrets.token_urlsafe(48)
     env = os.environ | {
         "MYSQL_DB": DATABASE,
-        "SECRET_KEY": secrets.token_urlsafe(48),
+        "SECRET_KEY": secret_key,
         "TOTP_ENCRYPTION_KEY": totp_key,
         "RATELIMIT_ENABLED": "false",  # measure the API, not the limiter
         "LOGIN_MAX_FAILURES": "1000000",
@@ -73,11 +79,17 @@ def main():
     cursor.execute(f"USE {DATABASE}")
     print(f"Seeding {ROWS:,} products and {LOGIN_USERS} users (bcrypt cost {rounds})...")
     started = time.time()
+    # Into the indexed table (init-db applied migrations/008), as an inventory grows. Prices
+    # repeat (ties), and updated_at is spread in an order other than the ids'.
     cursor.execute(
-        "INSERT INTO products (name, description, price, quantity)"
-        f" SELECT CONCAT('Product ', seq), 'Seeded for the benchmark', (seq % 100000) / 100,"
-        f" seq % 1000 FROM seq_1_to_{ROWS}"
+        "INSERT INTO products (name, description, price, quantity, created_at, updated_at)"
+        " SELECT CONCAT('Product ', seq, ' tag', LPAD(seq % 100, 2, '0')),"
+        " 'Seeded for the benchmark', (seq % 100000) / 100, seq % 1000, stamp, stamp FROM"
+        f" (SELECT seq, UTC_TIMESTAMP() - INTERVAL (seq * 7919 % {ROWS}) SECOND AS stamp"
+        f" FROM seq_1_to_{ROWS}) AS seeded"
     )
+    cursor.execute("ANALYZE TABLE products")
+    cursor.fetchall()
     users = seed_users(cursor, Fernet(totp_key), rounds)
     print(f"  seeded in {time.time() - started:.0f} s")
 
@@ -129,6 +141,11 @@ def main():
         results = {}
         for name, scenario in scenarios:
             results[name] = run_wrk(scenario | {"BENCH_TOKEN": token}, CONNECTIONS)
+        search_results = {}
+        for name, path in search_scenarios(cursor, cursor_key(secret_key)):
+            search_results[name] = run_wrk(
+                {"BENCH_PATH": path, "BENCH_TOKEN": token}, CONNECTIONS, SEARCH_SECONDS
+            )
         bodies = ROOT / "bench/results/login-bodies.txt"
         bodies.write_text(
             "".join(
@@ -147,6 +164,38 @@ def main():
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
     bcrypt_rate = bcrypt_per_second(rounds, workers)
     report(results, bcrypt_rate, workers, rounds)
+    report_search(search_results, results["GET /products?limit=100 (first page)"])
+
+
+def search_scenarios(cursor, key):
+    """(name, path) of a first page and of a page 90 % of the way through the results, for
+    every sort in both directions and for `q` with a word that 1 % of the rows have. The
+    deep page's cursor is the one the app would put in the Link there."""
+    searches = [
+        Search(sort=f"{prefix}{column}", descending=prefix == "-")
+        for column in SORT_COLUMNS
+        for prefix in ("", "-")
+    ]
+    searches.append(Search(filters={"q": (SEARCH_WORD,)}))
+    scenarios = []
+    for search in searches:
+        query = f"q={SEARCH_WORD}" if search.filters else f"sort={search.sort}"
+        where, matches = "", ROWS
+        if search.filters:
+            where = f"WHERE MATCH (name, description) AGAINST ('+{SEARCH_WORD}*' IN BOOLEAN MODE)"
+            matches = ROWS // 100
+        direction = "DESC" if search.descending else "ASC"
+        column = search.column
+        order = f"{column} {direction}" + (f", id {direction}" if column != "id" else "")
+        cursor.execute(
+            f"SELECT id, {column} FROM products {where} ORDER BY {order}"  # noqa: S608
+            f" LIMIT 1 OFFSET {matches * 9 // 10}"
+        )
+        last_id, value = cursor.fetchone()
+        deep = make_cursor(search, {"id": last_id, column: value}, key)
+        scenarios.append((f"{query} (first page)", f"/products?limit=100&{query}"))
+        scenarios.append((f"{query} (90 % deep)", f"/products?limit=100&{query}&cursor={deep}"))
+    return scenarios
 
 
 def seed_users(cursor, fernet, rounds):
@@ -180,14 +229,14 @@ def login(user):
     return json.load(urllib.request.urlopen(request))["token"]
 
 
-def run_wrk(scenario, connections):
+def run_wrk(scenario, connections, seconds=SECONDS):
     env = os.environ | scenario | {"BENCH_THREADS": str(THREADS)}
     output = subprocess.run(
         [
             "wrk",
             f"-t{THREADS}",
             f"-c{connections}",
-            f"-d{SECONDS}s",
+            f"-d{seconds}s",
             "--timeout",
             "10s",
             "-s",
@@ -269,6 +318,31 @@ def report(results, bcrypt_rate, workers, rounds):
     with open(ROOT / "bench/results/results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     print("\nAppended to bench/results/results.jsonl")
+
+
+def report_search(results, plain_first):
+    """Search pages against today's plain first page (GET /products?limit=100), same run."""
+    base = plain_first["p50_us"]
+    print(
+        f"\nGET /products?limit=100&..., {SEARCH_SECONDS} s per row; ratio: p50 over the plain"
+        f" first page's p50 ({base / 1000:.2f} ms), target <= {SEARCH_RATIO_TARGET}\n"
+    )
+    print(f"| {'scenario':<32} | {'req/s':>8} | {'p50 ms':>7} | {'ratio':>5} | {'errors':>6} |")
+    print(f"|{'-' * 34}|{'-' * 10}|{'-' * 9}|{'-' * 7}|{'-' * 8}|")
+    missed = []
+    for name, r in results.items():
+        ratio = r["p50_us"] / base
+        if ratio > SEARCH_RATIO_TARGET or r["errors"]:
+            missed.append(name)
+        print(
+            f"| {name:<32} | {r['rps']:>8.1f} | {r['p50_us'] / 1000:>7.2f} | {ratio:>5.2f} |"
+            f" {r['errors']:>6} |"
+        )
+    print(f"\nsearch pages within {SEARCH_RATIO_TARGET}x: {'OK' if not missed else 'MISSED'}")
+    for name in missed:
+        print(f"  MISSED: {name}")
+    with open(ROOT / "bench/results/results.jsonl", "a") as f:
+        f.write(json.dumps({"search": results, "plain_first_p50_us": base}) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """No lost updates and no duplicate creates: ETag and If-Match / If-None-Match on products
 (RFC 9110 section 13), and Idempotency-Key on creates."""
 
+import logging
 import threading
 import time
 
@@ -77,7 +78,7 @@ def test_a_current_if_match_lets_the_write_through(client, headers, db, if_match
     assert stored(db, product_id) == {"name": "Laptop", "quantity": 4, "version": 2}
 
 
-@pytest.mark.parametrize("if_match", ['W/"1"', '"01x"', '""'])
+@pytest.mark.parametrize("if_match", ['W/"1"', '"01x"', '""', '"01"', 'w/"1"', 'x"1"y', '"1"junk'])
 def test_weak_or_foreign_tags_never_match(client, headers, db, if_match):
     # If-Match compares strongly (RFC 9110 section 13.1.1): a weak tag is never a match.
     product_id = create(client, headers)
@@ -108,6 +109,25 @@ def test_delete_with_if_match(client, headers, db):
     assert stored(db, product_id) is not None
     assert client.delete(url, headers=headers | {"If-Match": '"1"'}).status_code == 200
     assert stored(db, product_id) is None
+
+
+def test_if_none_match_on_a_write_refuses_to_overwrite_what_the_client_knows(client, headers, db):
+    # RFC 9110 section 13.2.2: on a write, a matching If-None-Match (weak comparison) is 412.
+    product_id = create(client, headers)
+    url = f"/products/{product_id}"
+    for if_none_match in ("*", '"1"', 'W/"1"', '"4", "1"'):
+        response = client.put(url, json=LAPTOP, headers=headers | {"If-None-Match": if_none_match})
+        assert response.status_code == 412, if_none_match
+    assert stored(db, product_id)["version"] == 1
+    other = client.put(url, json=LAPTOP, headers=headers | {"If-None-Match": '"7"'})
+    assert other.status_code == 200
+
+
+def test_a_read_with_a_stale_if_match_is_412(client, headers):
+    product_id = create(client, headers)
+    url = f"/products/{product_id}"
+    assert client.get(url, headers=headers | {"If-Match": '"2"'}).status_code == 412
+    assert client.get(url, headers=headers | {"If-Match": '"1"'}).status_code == 200
 
 
 def test_a_missing_product_is_404_whatever_if_match_says(client, headers):
@@ -257,6 +277,92 @@ def test_answers_are_kept_for_24_hours_then_the_key_is_new(client, headers, db, 
     assert product_count(db) == 2
 
 
+def test_retries_waiting_on_a_first_request_that_rolls_back_get_201_or_409(app, auth, database, db):
+    # The retry storm after a timeout: three retries wait on the first request's key row,
+    # which then rolls back. InnoDB ends the retries' deadlock by rolling one back: a 409
+    # (retry), never a 503 that says the database is down.
+    headers = auth.headers() | {"Idempotency-Key": "storm"}
+    (user,) = sql(db, "SELECT id FROM users")
+    for _ in range(3):
+        holder = connect(database)
+        holder.autocommit(False)
+        holder.cursor().execute(
+            "INSERT INTO idempotency_keys (user_id, idempotency_key, fingerprint, expires_at)"
+            " VALUES (%s, 'storm', REPEAT('0', 64), NOW() + INTERVAL 1 DAY)",
+            (user["id"],),
+        )
+        clients = [app.test_client() for _ in range(3)]
+        results = []
+        threads = [
+            threading.Thread(
+                target=lambda c=c, results=results: results.append(
+                    c.post("/products", json=LAPTOP, headers=headers).status_code
+                )
+            )
+            for c in clients
+        ]
+        for thread in threads:
+            thread.start()
+        waiting = (
+            "SELECT COUNT(*) AS n FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+        )
+        deadline = time.monotonic() + 0.9  # within the 1 s wait of idempotency.reserve
+        while sql(db, waiting)[0]["n"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        holder.rollback()
+        holder.close()
+        for thread in threads:
+            thread.join()
+        assert set(results) <= {201, 409}, results
+        assert product_count(db) == 1
+        sql(db, "DELETE FROM products")
+        sql(db, "DELETE FROM idempotency_keys")
+
+
+def test_concurrent_retries_of_an_expired_key_make_one_product(app, auth, db, clock):
+    headers = auth.headers() | {"Idempotency-Key": "old"}
+    assert app.test_client().post("/products", json=LAPTOP, headers=headers).status_code == 201
+    clock.advance(24 * 3600 + 1)
+    clients = [app.test_client() for _ in range(4)]
+    responses = at_once(
+        *[lambda c=c: c.post("/products", json=LAPTOP, headers=headers) for c in clients]
+    )
+    assert {r.status_code for r in responses} <= {201, 409}
+    assert product_count(db) == 2
+
+
+def test_a_user_deleted_during_a_keyed_create_gets_401(client, headers, db, monkeypatch):
+    fingerprint = idempotency.fingerprint
+
+    def deleted_meanwhile(data):
+        sql(db, "DELETE FROM users")  # an admin deletes the account mid-request
+        return fingerprint(data)
+
+    monkeypatch.setattr(idempotency, "fingerprint", deleted_meanwhile)
+    response = post(client, headers, "k1")
+    assert response.status_code == 401
+    assert product_count(db) == 0
+
+
+def test_replays_are_audited(client, headers, caplog):
+    caplog.set_level(logging.INFO, logger="secureapi.audit")
+    post(client, headers, "k1")
+    post(client, headers, "k1")
+    assert caplog.text.count('"event": "idempotent_replay"') == 1
+    assert caplog.text.count('"event": "product_created"') == 1
+
+
+def test_keyed_creates_remove_expired_keys_as_they_go(client, headers, db, clock):
+    for key in ("a", "b", "c"):
+        post(client, headers, key)
+    clock.advance(24 * 3600 + 1)
+    post(client, headers, "d")
+    keys = {
+        row["idempotency_key"] for row in sql(db, "SELECT idempotency_key FROM idempotency_keys")
+    }
+    assert len(keys - {"d"}) == 1  # two of the three expired keys went with this create
+
+
 def test_ten_concurrent_creates_with_one_key_make_one_product(app, auth, db):
     headers = auth.headers() | {"Idempotency-Key": "retry-storm"}
     clients = [app.test_client() for _ in range(10)]
@@ -309,10 +415,12 @@ def test_the_same_key_while_the_first_request_runs_is_409(app, auth, database, d
 
 
 def test_expired_keys_are_purged(app, client, headers, db, clock):
-    post(client, headers, "old")
-    clock.advance(24 * 3600 + 1)
-    post(client, headers, "new")
+    for key in ("a", "b", "c"):
+        post(client, headers, key)
+    clock.advance(3600)
+    post(client, headers, "fresh")
+    clock.advance(24 * 3600 - 3599)  # a, b and c have expired; fresh has not
     with app.app_context():
-        assert idempotency.purge_expired(batch=1) == 1
+        assert idempotency.purge_expired(batch=2) == 3
     keys = sql(db, "SELECT idempotency_key FROM idempotency_keys")
-    assert keys == ({"idempotency_key": "new"},)
+    assert keys == ({"idempotency_key": "fresh"},)

@@ -167,6 +167,7 @@ def test_products_are_shared_between_users(client, auth):
         ({"price": -0.01}, "between 0 and 99999999.99"),
         ({"price": 100_000_000}, "between 0 and 99999999.99"),
         ({"price": 1e300}, "between 0 and 99999999.99"),
+        ({"price": 10**400}, "between 0 and 99999999.99"),
         ({"price": 1.999}, "at most 2 decimal places"),
         ({"price": 0.1 + 0.2}, "at most 2 decimal places"),
         ({"quantity": None}, "'quantity' is required"),
@@ -226,6 +227,17 @@ def test_boundary_values_round_trip(client, headers, product):
     product_id = create(client, headers, product)
     stored = client.get(f"/products/{product_id}", headers=headers).json
     assert fields(stored) == {"description": None} | product | {"id": product_id}
+
+
+@pytest.mark.parametrize("literal, price", [("1.500", 1.5), ("1.0e-2", 0.01), ("0.000", 0)])
+def test_a_price_that_is_a_multiple_of_a_cent_is_accepted_however_written(
+    client, headers, literal, price
+):
+    # openapi.yaml says multipleOf 0.01: trailing zeros are no extra decimals.
+    body = f'{{"name": "Lamp", "price": {literal}, "quantity": 1}}'
+    response = client.post("/products", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 201, response.json
+    assert response.json["product"]["price"] == price
 
 
 @pytest.mark.parametrize("literal", ["4044.0", "4044.000", "4.044e3", "404400e-2"])

@@ -1,0 +1,318 @@
+"""Search, filters and sorting of GET /products: the query-string rules, the SQL of one page
+and the signed cursor of its next link.
+
+Every sort reads an index of migrations/008 in order from where the previous page stopped
+(keyset paging on the sort key and id), so a page costs the same however deep it is, and a
+walk returns each unchanged row exactly once whatever else is written meanwhile. `q` is
+answered by the FULLTEXT index in boolean mode; words it cannot index (shorter than
+innodb_ft_min_token_size, or on InnoDB's stopword list) are checked on the rows it found.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+import MySQLdb
+from flask import current_app, request
+
+from db import query
+from errors import ValidationError
+from pagination import validate_cursor, validate_limit
+
+PARAMETERS = ("limit", "after", "cursor", "q", "min_price", "max_price", "in_stock")
+PARAMETERS += ("updated_since", "sort")
+FILTERS = ("q", "min_price", "max_price", "in_stock", "updated_since")
+SORT_COLUMNS = ("id", "name", "price", "updated_at")
+MAX_PRICE = Decimal("99999999.99")
+# InnoDB's default stopwords (INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD): not indexed,
+# so `+the*` would find nothing. They are checked like short words instead.
+STOPWORDS = frozenset(
+    "a about an are as at be by com de en for from how i in is it la of on or that the this"
+    " to was what when where who will with und www".split()
+)
+# Letters, digits and _: what InnoDB's parser counts as a word. Everything else, the
+# boolean-mode operators + - " ~ * ( ) < > @ included, only separates words.
+WORD = re.compile(r"\w+")
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}")
+CURSOR_PURPOSE = b"SecureAPI GET /products cursor v1"
+# The database time one page may take. A `q` that matches a great many products (FULLTEXT
+# hands every match over before the page is sorted), or a rare filter under a sort by
+# another column, is refused with a 400 instead of holding the database for every client.
+MAX_STATEMENT_SECONDS = 2
+# MariaDB's ER_STATEMENT_TIMEOUT; InnoDB's FULLTEXT search reports the same interruption
+# as its handler error HA_ERR_ABORTED_BY_USER.
+STATEMENT_TIMEOUTS = {1969, 188}
+
+
+@dataclass
+class Search:
+    """One validated request of GET /products."""
+
+    filters: dict = field(default_factory=dict)  # name -> cleaned value
+    sort: str = "id"
+    descending: bool = False
+    limit: int = 100
+    start: tuple | None = None  # (sort key, id) of the last row already seen
+
+    @property
+    def column(self):
+        return self.sort.removeprefix("-")
+
+    def fingerprint(self):
+        """What a cursor is bound to: the filters and the sort, as values (not spellings)."""
+        canonical = {name: str(value) for name, value in self.filters.items()}
+        text = json.dumps([canonical, self.sort], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def product_search():
+    """The Search that this request's query string asks for, or a ValidationError."""
+    refuse_unknown_parameters()
+    args = request.args
+    search = Search(limit=validate_limit(args.get("limit")))
+    if "sort" in args:
+        search.sort = validate_sort(args["sort"])
+        search.descending = search.sort.startswith("-")
+    validators = {
+        "q": validate_q,
+        "min_price": validate_price,
+        "max_price": validate_price,
+        "in_stock": validate_in_stock,
+        "updated_since": validate_updated_since,
+    }
+    for name in FILTERS:
+        if name in args:
+            search.filters[name] = validators[name](args[name], name)
+    if "cursor" in args and "after" in args:
+        raise ValidationError("Give 'cursor' or 'after', not both.")
+    if "cursor" in args:
+        search.start = read_cursor(args["cursor"], search)
+    elif "after" in args:
+        # v1's parameter, kept for the clients that build it: the id order only.
+        if search.sort != "id":
+            raise ValidationError("'after' pages sort=id only; follow the Link's cursor instead.")
+        search.start = (None, validate_cursor(args["after"]))
+    return search
+
+
+def refuse_unknown_parameters():
+    unknown = sorted(set(request.args) - set(PARAMETERS))
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ValidationError(
+            f"Unknown query parameter(s): {names}{', ...' if len(unknown) > 5 else ''}."
+            f" Known: {', '.join(PARAMETERS)}."
+        )
+    repeated = [name for name in PARAMETERS if len(request.args.getlist(name)) > 1]
+    if repeated:
+        raise ValidationError(f"'{repeated[0]}' is given more than once.")
+
+
+def validate_sort(value):
+    if value.removeprefix("-") not in SORT_COLUMNS:
+        raise ValidationError(
+            "'sort' must be one of id, name, price, updated_at, each optionally with a leading"
+            " '-' for descending order."
+        )
+    return value
+
+
+def validate_q(value, name):
+    if not 1 <= len(value) <= 100:
+        raise ValidationError("'q' must be 1 to 100 characters.")
+    words = sorted({word.lower() for word in WORD.findall(value)})
+    if not any(is_indexed(word) for word in words):
+        low, high = token_sizes()
+        raise ValidationError(
+            f"'q' needs at least one word of {low} to {high} letters or digits that is not a"
+            " very common word such as 'the' or 'for'."
+        )
+    return tuple(words)
+
+
+def is_indexed(word):
+    """Whether the FULLTEXT index holds this word (else it is checked row by row)."""
+    low, high = token_sizes()
+    return low <= len(word) <= high and word not in STOPWORDS
+
+
+_token_sizes = None
+
+
+def token_sizes():
+    """The server's FULLTEXT word lengths: fixed at its start, so read once."""
+    global _token_sizes
+    if _token_sizes is None:
+        sizes = "SELECT @@innodb_ft_min_token_size AS low, @@innodb_ft_max_token_size AS high"
+        row = query(sizes)[0]
+        _token_sizes = (row["low"], row["high"])
+    return _token_sizes
+
+
+def validate_price(value, name):
+    # What a form or a JSON number prints: 12, 12.5, 1e-05; no NaN, no Infinity.
+    if not re.fullmatch(r"-?[0-9]{1,20}(\.[0-9]{0,20})?([eE][-+]?[0-9]{1,3})?", value):
+        raise ValidationError(f"'{name}' must be a number from 0 to 99999999.99.")
+    try:
+        price = Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+        raise ValidationError(f"'{name}' must be a number from 0 to 99999999.99.") from None
+    if not 0 <= price <= MAX_PRICE:
+        raise ValidationError(f"'{name}' must be a number from 0 to 99999999.99.")
+    return abs(price).normalize()  # -0 is 0; 12.50 and 12.5 are one filter
+
+
+def validate_in_stock(value, name):
+    if value not in ("true", "false"):
+        raise ValidationError("'in_stock' must be true or false.")
+    return value == "true"
+
+
+def validate_updated_since(value, name):
+    message = "'updated_since' must be an ISO 8601 timestamp, such as 2026-12-01T16:42:10Z."
+    if not value.isascii() or len(value) > 40:
+        raise ValidationError(message)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(message) from None
+    if moment.tzinfo is not None:  # without an offset it is UTC, like every time here
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00
+            moment = datetime.min
+    # DATETIME starts at year 1000: anything earlier asks for every product.
+    return max(moment, datetime(1000, 1, 1))
+
+
+# --- The cursor: the last row's sort key and id, bound to its search and signed ------------
+
+
+def cursor_key(secret_key):
+    # Derived, not SECRET_KEY itself: a cursor can never pass for a JWT signature.
+    return hmac.new(secret_key.encode(), CURSOR_PURPOSE, hashlib.sha256).digest()
+
+
+def make_cursor(search, row, key=None):
+    """The next link's cursor after `row` (a row of this search's page); `key` is
+    cursor_key(SECRET_KEY), the app's own by default."""
+    value = row[search.column]
+    if search.column == "id":
+        value = None
+    elif search.column == "price":
+        value = str(value)
+    elif search.column == "updated_at":
+        value = value.isoformat(sep=" ")
+    payload = json.dumps([search.fingerprint(), value, row["id"]], ensure_ascii=False).encode()
+    signature = hmac.new(
+        key or cursor_key(current_app.config["SECRET_KEY"]), payload, hashlib.sha256
+    ).digest()
+    return f"{encode(payload)}.{encode(signature)}"
+
+
+def read_cursor(value, search):
+    """(sort key, id) of a cursor made for this very search, or a ValidationError."""
+    invalid = ValidationError("'cursor' is not valid: use the Link of a previous page unchanged.")
+    if not CURSOR.fullmatch(value):
+        raise invalid
+    try:
+        payload, signature = (decode(part) for part in value.split("."))
+    except ValueError:  # binascii.Error: a length base64 never produces
+        raise invalid from None
+    expected = hmac.new(
+        cursor_key(current_app.config["SECRET_KEY"]), payload, hashlib.sha256
+    ).digest()
+    if not hmac.compare_digest(signature, expected):
+        raise invalid
+    fingerprint, key, last_id = json.loads(payload)  # ours: it carries our signature
+    if fingerprint != search.fingerprint():
+        raise ValidationError(
+            "'cursor' belongs to another search: use it with the same filters and sort as the"
+            " page whose Link gave it, or start again without it."
+        )
+    if search.column == "price":
+        key = Decimal(key)
+    elif search.column == "updated_at":
+        key = datetime.fromisoformat(key)
+    return key, last_id
+
+
+def encode(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def next_parameters(search):
+    """The next link's query (after `limit`): this request's filters and sort as given,
+    and the cursor after a row."""
+    given = {name: request.args[name] for name in (*FILTERS, "sort") if name in request.args}
+    return lambda row: given | {"cursor": make_cursor(search, row)}
+
+
+# --- The SQL of one page ---------------------------------------------------------------------
+
+
+def find_page(columns, search):
+    """The rows of the page (limit + 1 of them), within MAX_STATEMENT_SECONDS."""
+    sql, args = page_query(columns, search)
+    bounded = f"SET STATEMENT max_statement_time = {MAX_STATEMENT_SECONDS} FOR {sql}"
+    try:
+        return query(bounded, args)
+    except (MySQLdb.OperationalError, MySQLdb.InternalError) as error:
+        if error.args[0] not in STATEMENT_TIMEOUTS:
+            raise
+        raise ValidationError(
+            "This search matches too many products to page through in time: add words to 'q'"
+            " or other filters."
+        ) from None
+
+
+def page_query(columns, search):
+    """(sql, args) of the page: LIMIT limit + 1 rows, so that pagination.page knows whether
+    another page follows. Only fixed SQL text is formatted in; every value is a %s."""
+    conditions, args = [], []
+    filters = search.filters
+    if "q" in filters:
+        indexed = [word for word in filters["q"] if is_indexed(word)]
+        conditions.append("MATCH (name, description) AGAINST (%s IN BOOLEAN MODE)")
+        args.append(" ".join(f"+{word}*" for word in indexed))
+        for word in filters["q"]:
+            if not is_indexed(word):
+                # A word (or word prefix) starting after a non-word character or at the start.
+                conditions.append("(name REGEXP %s OR description REGEXP %s)")
+                args += [rf"(*UCP)(?i)(^|\W){word}"] * 2
+    if "min_price" in filters:
+        conditions.append("price >= %s")
+        args.append(filters["min_price"])
+    if "max_price" in filters:
+        conditions.append("price <= %s")
+        args.append(filters["max_price"])
+    if "in_stock" in filters:
+        conditions.append("quantity > 0" if filters["in_stock"] else "quantity = 0")
+    if "updated_since" in filters:
+        conditions.append("updated_at >= %s")
+        args.append(filters["updated_since"])
+    column, direction = search.column, "DESC" if search.descending else "ASC"
+    if search.start is not None:
+        key, last_id = search.start
+        beyond = "<" if search.descending else ">"
+        if column == "id":
+            conditions.append(f"id {beyond} %s")
+            args.append(last_id)
+        else:
+            # Not the row comparison (column, id) > (%s, %s): MariaDB does not read an
+            # index range for that, but it does for this.
+            conditions.append(f"({column} {beyond} %s OR ({column} = %s AND id {beyond} %s))")
+            args += [key, key, last_id]
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    order = f"id {direction}" if column == "id" else f"{column} {direction}, id {direction}"
+    sql = f"SELECT {columns} FROM products {where}ORDER BY {order} LIMIT %s"  # noqa: S608
+    return sql, (*args, search.limit + 1)
