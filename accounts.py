@@ -173,10 +173,12 @@ def reauthenticated(data, password_field, change, may_remove_admin=False):
         abort(invalid_token("revoked", username))
     except WrongFactor:
         wrong_factor = True
+        # After the rollback: inside the transaction, the hard lock it may set would be
+        # rolled back with it.
         refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
         abort(error_response(403, REAUTHENTICATION_FAILED))
     finally:
-        # The password was right: give the attempt back unless the factor was wrong, even
-        # if the token was revoked meanwhile or the change itself was refused.
         if not wrong_factor:
+            # The password was right: give the attempt back, even if the token was revoked
+            # meanwhile or the change itself was refused.
             give_back_attempt(username)

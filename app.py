@@ -17,6 +17,8 @@ import auth
 import docs
 import errors
 import me
+import metrics
+import operations
 import products
 import users
 from audit import init_audit_log
@@ -46,6 +48,11 @@ def create_app(test_config=None):
         raise RuntimeError("REGISTRATION_ROLE must be viewer, editor or admin")
     if app.config["TOTP_VALID_WINDOW"] not in (0, 1):
         raise RuntimeError("TOTP_VALID_WINDOW must be 0 or 1")
+    if app.config["METRICS_TOKEN"] and len(app.config["METRICS_TOKEN"]) < 32:
+        raise RuntimeError("METRICS_TOKEN must be at least 32 characters long")
+    if app.config["LOGIN_FAILURES_TTL_SECONDS"] < 1:
+        raise RuntimeError("LOGIN_FAILURES_TTL_SECONDS must be at least 1")
+    metrics.init_app(app)  # first: its timer starts before every other hook
     app.extensions["totp_fernet"] = totp_fernet(app)
     app.extensions["recovery_code_key"] = recovery_code_key(app)
     app.config["DUMMY_PASSWORD_HASH"] = dummy_password_hash(app.config["BCRYPT_ROUNDS"])
@@ -65,6 +72,7 @@ def create_app(test_config=None):
     app.register_blueprint(products.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(operations.bp)
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
     app.register_error_handler(RateLimitExceeded, handle_rate_limited)
@@ -79,6 +87,7 @@ def create_app(test_config=None):
     app.cli.add_command(rotate_totp_keys_command)
     app.cli.add_command(users.create_user_command)
     app.cli.add_command(users.set_role_command)
+    app.cli.add_command(operations.purge_command)
     return app
 
 

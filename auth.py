@@ -19,6 +19,7 @@ from config import now
 from db import execute, in_transaction, query
 from errors import ValidationError, error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, lockout_account, refuse
+from metrics import count_login
 from passwords import hash_password, needs_rehash, password_matches, validate_new_password
 from rate_limits import limiter
 from tokens import issue_token, token_digest, token_required
@@ -160,10 +161,12 @@ def login():
     account = lockout_account(username, user)
     refusal, lockout = claim_attempt(account)
     if refusal:
+        count_login("locked" if refusal.status_code == 429 else "account_locked")
         return refusal
     if not password_matches(user, password):
         reason = "bad_password" if user else "unknown_user"
         refuse("login_failed", account, lockout, reason=reason)
+        count_login(reason)
         return error_response(401, LOGIN_FAILED)
 
     token = issue_token(user["id"])
@@ -222,14 +225,17 @@ def login():
     fields = in_transaction(use_second_factor)
     if fields is None:
         refuse("login_failed", user["username"], lockout, reason=f"bad_{field}")
+        count_login(f"bad_{field}")
         return error_response(401, LOGIN_FAILED)
     body |= fields
     if user["disabled"]:
         audit("login_refused", user["username"], reason="disabled")
+        count_login("disabled")
         return error_response(403, "This account is disabled.")
     if field == "recovery_code":
         audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
     audit("login_succeeded", user["username"], method=field)
+    count_login("success")
     if needs_rehash(user["password"]):
         # A v1 hash, or another cost than BCRYPT_ROUNDS: replaced now that the password is
         # known, unless it changed meanwhile.

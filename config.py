@@ -132,3 +132,10 @@ class Config:
     JWT_ISSUER = os.environ.get("JWT_ISSUER", "SecureAPI")
     JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "SecureAPI")
     CLOCK = staticmethod(time.time)
+
+    # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (at least 32
+    # characters); unset, there are no metrics and /metrics is a 404.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    # Lockout rows that no attempt has touched for this long are deleted by `flask purge`
+    # and, a batch at a time, by every 100th attempt (lockout.purge_stale_rows).
+    LOGIN_FAILURES_TTL_SECONDS = env_int("LOGIN_FAILURES_TTL_SECONDS", 86400)

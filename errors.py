@@ -7,6 +7,7 @@ import uuid
 from flask import abort, current_app, g, jsonify, request
 
 import db
+import metrics
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def handle_http_error(error):
 
 def handle_database_unavailable(error):
     db.forget_connection()
+    metrics.DATABASE_UNAVAILABLE.inc()
     log.warning("database unavailable (request %s): %s", g.get("request_id"), error)
     return error_response(
         503, "The database is unavailable; try again shortly.", {"Retry-After": "5"}

@@ -1,8 +1,11 @@
 """Production settings for `gunicorn -c gunicorn.conf.py 'app:create_app()'` (make run uses it)."""
 
+import glob
 import multiprocessing
 import os
 import re
+import shutil
+import tempfile
 
 from gunicorn.glogging import Logger
 
@@ -10,6 +13,10 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 # Sync workers: requests are short and bcrypt is CPU-bound, so one per core plus one.
 workers = int(os.environ.get("WORKERS") or multiprocessing.cpu_count() + 1)
 timeout = 30  # a worker stuck this long is restarted
+# On SIGTERM the workers stop accepting connections and finish the requests they have:
+# the longest a request can take is about 3 x MYSQL_READ_TIMEOUT (15 s by default, the
+# client library tries a read three times), so 20 s lets every one finish. Past it,
+# workers are killed.
 graceful_timeout = 20
 keepalive = 5
 # Bodies over 1 MiB are refused by the app; headers and request lines stay small.
@@ -40,3 +47,35 @@ class EscapingLogger(Logger):
 
 
 logger_class = EscapingLogger
+
+
+# Metrics: prometheus_client's multiprocess mode. Every worker writes its numbers to files
+# in PROMETHEUS_MULTIPROC_DIR, and GET /metrics adds them up. The master sets the variable
+# before it forks any worker (the mode is chosen when a worker first imports the client, so
+# leave preload_app off); files left by an earlier run would count twice, so the directory
+# starts empty.
+created_metrics_directory = []
+
+
+def on_starting(server):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(path)
+    else:
+        directory = tempfile.mkdtemp(prefix="secureapi-metrics-")  # mode 0700
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        created_metrics_directory.append(directory)
+
+
+def child_exit(server, worker):
+    # Imported here, not above: the master must not pick the mode before the variable is set.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for directory in created_metrics_directory:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -2,23 +2,33 @@
 through the database, in two tiers: per account and client (a doubling lockout that only
 that client feels) and per account (a hard lock after LOGIN_HARD_LOCK_FAILURES consecutive
 failures, until an admin unlocks it). Routes call claim_attempt before checking a secret,
-then give_back_attempt on a right one, clear_failures on a login, or refuse."""
+then give_back_attempt on a right one, clear_failures on a login, or refuse. Rows that no
+attempt has touched for LOGIN_FAILURES_TTL_SECONDS are purged (purge_stale_rows)."""
 
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import logging
 import math
 
 from flask import current_app, request
 
+import metrics
 from audit import audit
 from config import now
-from db import execute, in_transaction
+from db import execute, in_transaction, query
 from errors import error_response
 from validation import USERNAME_PATTERN
 
 HARD_LOCKED = "This account is locked after too many failed attempts; an admin can unlock it."
+# Every PURGE_EVERY-th attempt a process counts also trims up to PURGE_BATCH stale rows of
+# each table, so a flood of made-up usernames cannot grow them without bound even where no
+# cron job runs `flask purge`: a flood adds at most two rows per attempt, and is trimmed
+# much faster than that.
+PURGE_EVERY = 100
+PURGE_BATCH = 1000
+attempts_counted = itertools.count(1)
 
 
 def lockout_account(username, user):
@@ -62,9 +72,9 @@ def claim_attempt(account):
     def count_attempt(cursor):
         # Concurrent attempts on one account take turns on its row lock.
         cursor.execute(
-            "INSERT INTO login_failures (username, failures) VALUES (%s, 0)"
-            " ON DUPLICATE KEY UPDATE username = username",
-            (account,),
+            "INSERT INTO login_failures (username, failures, updated_at) VALUES (%s, 0, %s)"
+            " ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at)",
+            (account, now()),
         )
         cursor.execute(
             "SELECT failures, locked FROM login_failures WHERE username = %s FOR UPDATE",
@@ -88,10 +98,10 @@ def claim_attempt(account):
                     config["LOGIN_LOCKOUT_MAX_SECONDS"],
                 )
             cursor.execute(
-                "INSERT INTO client_failures (account, client, failures, locked_until)"
-                " VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
-                " failures = VALUES(failures), locked_until = VALUES(locked_until)",
-                (account, client, failures, now() + lockout if lockout else None),
+                "INSERT INTO client_failures (account, client, failures, locked_until, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE failures = VALUES(failures),"
+                " locked_until = VALUES(locked_until), updated_at = VALUES(updated_at)",
+                (account, client, failures, now() + lockout if lockout else None, now()),
             )
             cursor.execute(
                 "UPDATE login_failures SET failures = failures + 1 WHERE username = %s",
@@ -101,6 +111,8 @@ def claim_attempt(account):
 
     # Racing attempts through other Galera nodes fail at commit (1213) and are counted again.
     account_row, retry_after, lockout = in_transaction(count_attempt)
+    if next(attempts_counted) % PURGE_EVERY == 0:
+        purge_stale_rows(PURGE_BATCH)
     # Attempts still being checked count already: at the limit, wait for them.
     if account_row["locked"] or account_row["failures"] >= config["LOGIN_HARD_LOCK_FAILURES"]:
         audit("login_locked", account, hard=True)
@@ -134,6 +146,7 @@ def refuse(event, account, lockout, **details):
     audit(event, account, **details)
     if lockout:
         audit("lockout", account, seconds=lockout)
+        metrics.LOCKOUTS.labels("client").inc()
     if account is not None and execute(
         "UPDATE login_failures SET locked = TRUE"
         " WHERE username = %s AND failures >= %s AND NOT locked",
@@ -141,6 +154,7 @@ def refuse(event, account, lockout, **details):
     ):
         # NIST SP 800-63B 5.2.2: at most 100 consecutive failures, then an admin decides.
         audit("account_locked", account, level=logging.WARNING)
+        metrics.LOCKOUTS.labels("account").inc()
 
 
 def clear_failures(cursor, username):
@@ -158,3 +172,55 @@ def unlock(cursor, username):
     """An admin ends a hard lock (and every client's lockout) of the account."""
     cursor.execute("DELETE FROM login_failures WHERE username = %s", (username,))
     cursor.execute("DELETE FROM client_failures WHERE account = %s", (username,))
+
+
+def purge_stale_rows(batch=None):
+    """Delete the lockout rows that no attempt has touched for LOGIN_FAILURES_TTL_SECONDS
+    and that hold nothing back: of login_failures, unlocked rows of names no user has
+    (the keyed hashes a flood of made-up names leaves) or with no failures left; a real
+    account's run of failures stays, since the hard lock counts consecutive failures (it
+    is bounded by the number of users). Of client_failures, rows whose lockout is over.
+    Up to `batch` rows of each table (None: all); returns the numbers deleted.
+
+    The keys are read first, then deleted by key with the test repeated: the DELETE
+    locks only rows that are stale, never a range that a login is writing into."""
+    stale_before = now() - current_app.config["LOGIN_FAILURES_TTL_SECONDS"]
+    account_rule = "updated_at < %s AND NOT locked AND (failures = 0 OR username LIKE %s)"
+    client_rule = "updated_at < %s AND (locked_until IS NULL OR locked_until <= %s)"
+    account_args = (stale_before, "~%")
+    client_args = (stale_before, now())
+    removed = {"login_failures": 0, "client_failures": 0}
+    size = batch or PURGE_BATCH
+    while True:
+        names = [
+            row["username"]
+            for row in query(
+                f"SELECT username FROM login_failures WHERE {account_rule} LIMIT %s",  # noqa: S608
+                (*account_args, size),
+            )
+        ]
+        clients = [
+            (row["account"], row["client"])
+            for row in query(
+                f"SELECT account, client FROM client_failures WHERE {client_rule} LIMIT %s",  # noqa: S608
+                (*client_args, size),
+            )
+        ]
+        if names:
+            removed["login_failures"] += execute(
+                f"DELETE FROM login_failures WHERE username IN ({placeholders(len(names))})"  # noqa: S608
+                f" AND {account_rule}",
+                (*names, *account_args),
+            )
+        if clients:
+            removed["client_failures"] += execute(
+                "DELETE FROM client_failures WHERE (account, client) IN"  # noqa: S608
+                f" ({placeholders(len(clients), '(%s, %s)')}) AND {client_rule}",
+                (*itertools.chain.from_iterable(clients), *client_args),
+            )
+        if batch or (len(names) < size and len(clients) < size):
+            return removed
+
+
+def placeholders(count, one="%s"):
+    return ", ".join([one] * count)

@@ -8,12 +8,14 @@ from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+import metrics
 from audit import audit
 from errors import error_response
 
 
 def audit_rate_limited(limit):
     audit("rate_limited", None, limit=str(limit.limit), endpoint=request.endpoint)
+    metrics.RATE_LIMITED.labels(request.endpoint).inc()
 
 
 limiter = Limiter(get_remote_address, on_breach=audit_rate_limited)

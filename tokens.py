@@ -127,6 +127,13 @@ def token_holder():
     return rows[0]
 
 
+def bearer_token_matches(expected):
+    """Whether the request carries `Authorization: Bearer <expected>`, compared in constant
+    time: for a fixed operator's token (METRICS_TOKEN), not a user's JWT."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected.encode())
+
+
 def lock_token_holder(cursor):
     """Lock the user's row for the rest of the transaction and return it as it is now, if
     the request's token is still the current one (None if not): a logout, login, demotion

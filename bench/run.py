@@ -43,6 +43,9 @@ SEARCH_RATIO_TARGET = 1.5
 THREADS = 2
 CONNECTIONS = 16
 LOGIN_USERS = 600
+COMPARISON_ROUNDS = 3
+WITH_METRICS = "GET /products/<id> metrics on, median"
+WITHOUT_METRICS = "GET /products/<id> metrics off, median"
 PASSWORD = "bench password 0123"
 BASE = f"http://127.0.0.1:{PORT}"
 
@@ -63,6 +66,7 @@ def main():
         "LOGIN_MAX_FAILURES": "1000000",
         "HOST": "127.0.0.1",
         "PORT": str(PORT),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),  # metrics on, as in production
     }
     settings = {key: getattr(Config, key) for key in dir(Config) if key.startswith("MYSQL_")}
     connection = MySQLdb.connect(
@@ -93,22 +97,8 @@ def main():
     users = seed_users(cursor, Fernet(totp_key), rounds)
     print(f"  seeded in {time.time() - started:.0f} s")
 
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "--access-logfile",
-            "/dev/null",
-            "bench.wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(env)
     try:
-        wait_until_up()
         workers = int(
             subprocess.run(
                 [sys.executable, "-c", "exec(open('gunicorn.conf.py').read()); print(workers)"],
@@ -158,9 +148,9 @@ def main():
             workers * 2,
         )
         bodies.unlink()
+        results |= metrics_comparison(env, token)
     finally:
-        server.terminate()
-        server.wait()
+        stop_server(server)
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
     bcrypt_rate = bcrypt_per_second(rounds, workers)
     report(results, bcrypt_rate, workers, rounds)
@@ -210,10 +200,55 @@ def seed_users(cursor, fernet, rounds):
     return users
 
 
-def wait_until_up():
+def metrics_comparison(env, token):
+    """GET /products/<id> with metrics (the server above) and without (a second server, no
+    METRICS_TOKEN), in alternating rounds so that both see the same load from whatever else
+    runs on the machine; the median round of each."""
+    plain_port = PORT + 1
+    plain = start_server(env | {"METRICS_TOKEN": "", "PORT": str(plain_port)}, plain_port)
+    read = {"BENCH_PATH": "/products/{id}", "BENCH_ID_MAX": str(ROWS), "BENCH_TOKEN": token}
+    on, off = [], []
+    try:
+        for _ in range(COMPARISON_ROUNDS):
+            off.append(run_wrk(read, CONNECTIONS, port=plain_port))
+            on.append(run_wrk(read, CONNECTIONS))
+    finally:
+        stop_server(plain)
+
+    def median(runs):
+        return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+    return {WITH_METRICS: median(on), WITHOUT_METRICS: median(off)}
+
+
+def start_server(env, port=PORT):
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            "--access-logfile",
+            "/dev/null",
+            "bench.wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until_up(port)
+    return server
+
+
+def stop_server(server):
+    server.terminate()
+    server.wait()
+
+
+def wait_until_up(port):
     for _ in range(100):
         try:
-            urllib.request.urlopen(f"{BASE}/bench/ceiling", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/ceiling", timeout=1)
             return
         except OSError:
             time.sleep(0.2)
@@ -229,7 +264,7 @@ def login(user):
     return json.load(urllib.request.urlopen(request))["token"]
 
 
-def run_wrk(scenario, connections, seconds=SECONDS):
+def run_wrk(scenario, connections, seconds=SECONDS, port=PORT):
     env = os.environ | scenario | {"BENCH_THREADS": str(THREADS)}
     output = subprocess.run(
         [
@@ -241,7 +276,7 @@ def run_wrk(scenario, connections, seconds=SECONDS):
             "10s",
             "-s",
             str(ROOT / "bench/wrk.lua"),
-            BASE,
+            f"http://127.0.0.1:{port}",
         ],
         env=env,
         capture_output=True,
@@ -290,6 +325,7 @@ def report(results, bcrypt_rate, workers, rounds):
         )
     page_ratio = last["p50_us"] / first["p50_us"]
     login_ratio = login["rps"] / bcrypt_rate
+    metrics_cost = 1 - results[WITH_METRICS]["rps"] / results[WITHOUT_METRICS]["rps"]
     errors = sum(r["errors"] for r in results.values())
     print(f"\nbcrypt reference: {bcrypt_rate:.1f} checks/s at cost {rounds} in {workers} processes")
     print(
@@ -299,6 +335,10 @@ def report(results, bcrypt_rate, workers, rounds):
     print(
         f"login / bcrypt bound: {login_ratio:.1%}  (target >= 90%)"
         f" {'OK' if login_ratio >= 0.9 else 'MISSED'}"
+    )
+    print(
+        f"metrics cost on GET /products/<id>: {metrics_cost:.1%} of throughput (target < 10%)"
+        f" {'OK' if metrics_cost < 0.1 else 'MISSED'}"
     )
     print(f"errors under load: {errors}  (target 0) {'OK' if errors == 0 else 'MISSED'}")
     record = {
@@ -314,6 +354,7 @@ def report(results, bcrypt_rate, workers, rounds):
         "results": results,
         "last_over_first_page": page_ratio,
         "login_over_bcrypt": login_ratio,
+        "metrics_cost": metrics_cost,
     }
     with open(ROOT / "bench/results/results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")

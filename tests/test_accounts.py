@@ -334,6 +334,16 @@ def test_wrong_reauthentication_is_403_and_counts_toward_lockout(auth, client, d
     assert change_password(auth, headers, **body).status_code == 429
 
 
+def test_wrong_second_factors_in_reauthentication_reach_the_hard_lock(app, auth, client, db):
+    # The lock was set inside the transaction that the refusal then rolled back.
+    app.config["LOGIN_HARD_LOCK_FAILURES"] = 3
+    headers = auth.headers("alice")
+    body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "otp": "000000"}
+    for _ in range(3):
+        assert change_password(auth, headers, **body).status_code == 403
+    assert sql(db, "SELECT failures, locked FROM login_failures") == ({"failures": 3, "locked": 1},)
+
+
 def test_delete_me_removes_the_account_but_not_products(auth, client, db):
     headers = auth.headers("alice")
     client.post("/products", json=LAPTOP, headers=headers)

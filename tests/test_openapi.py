@@ -145,7 +145,10 @@ def test_docs_page_uses_only_local_assets(client):
 # schemathesis' pytest integration needs the schema when the module is imported, before any
 # fixture has run. The app only connects to its database per request, so `fuzz_app` below
 # points it at the test database once that exists.
-fuzz_app = create_app(app_config("set_by_a_fixture"))
+# Metrics on, so that every fuzzed request also goes through their hooks.
+fuzz_app = create_app(
+    app_config("set_by_a_fixture", METRICS_TOKEN="fuzz-metrics-token-that-is-long-enough")
+)
 fuzz_schema = schemathesis.openapi.from_wsgi(
     "/openapi.json",
     fuzz_app,

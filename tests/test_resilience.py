@@ -278,7 +278,7 @@ def test_a_database_dying_mid_request_leaves_nothing_half_written(outage_app, pr
 class Instance:
     """One gunicorn running the app, with its own workers."""
 
-    def __init__(self, database, log_path):
+    def __init__(self, database, log_path, **environment):
         self.port = free_port()
         env = os.environ | {
             "MYSQL_DB": database,
@@ -291,6 +291,7 @@ class Instance:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
         }
+        env |= environment
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
