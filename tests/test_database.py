@@ -59,7 +59,10 @@ def test_a_deadlock_victim_is_run_again_and_gets_the_right_answer(app, auth, db,
         [(f"filler-{n}",) for n in range(200)],
     )
     # Hold the row the app's attempt writes second...
-    sql(other, "INSERT INTO client_failures VALUES ('alice', '127.0.0.1', 0, NULL)")
+    sql(
+        other,
+        "INSERT INTO client_failures (account, client, failures) VALUES ('alice', '127.0.0.1', 0)",
+    )
     caplog.set_level(logging.INFO, logger="secureapi.audit")
     thread, result = in_thread(lambda: auth.login("alice", password="wrong password!!"))
     wait_for(lambda: running(db, database, "INSERT INTO client_failures"))
