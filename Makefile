@@ -13,7 +13,8 @@ run: $(VENV)/.runtime system
 	$(BIN)/gunicorn -c gunicorn.conf.py 'app:create_app()'
 
 test: $(VENV)/.dev
-	START_REDIS=1 CLUSTER=1 ./scripts/prepare-system
+	START_REDIS=1 CLUSTER=1 CLIENT_TOOLS=1 ./scripts/prepare-system
+	$(MAKE) --no-print-directory node_modules/.installed
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev
@@ -46,5 +47,10 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | system
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# newman and playwright-core as package-lock.json pins them (tests/test_clients.py).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
