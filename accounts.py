@@ -2,14 +2,12 @@
 remains, deleting one, and re-authentication with both factors. Routes and CLI commands
 call these; no HTTP route lives here."""
 
-import contextlib
-
 import MySQLdb
 import pyotp
 from flask import abort, g
 
 from audit import audit
-from db import transaction, utc_iso
+from db import in_transaction, utc_iso
 from errors import ValidationError, error_response
 from lockout import claim_attempt, give_back_attempt, refuse, unlock
 from passwords import check_password, hash_password
@@ -50,18 +48,21 @@ def create_account(username, password, role):
     (id, secret, recovery codes). Raises UsernameTaken."""
     password_hash = hash_password(password)  # the caller has validated it
     secret = pyotp.random_base32()  # 160 bits from the secrets module
+
+    def insert(cursor):
+        cursor.execute(
+            "INSERT INTO users (username, password, twofa_secret, role, enrolment_until)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (username, password_hash, encrypt_secret(secret), role, enrolment_deadline()),
+        )
+        return cursor.lastrowid, secret, new_recovery_codes(cursor, cursor.lastrowid)
+
     try:
-        with transaction() as cursor:
-            cursor.execute(
-                "INSERT INTO users (username, password, twofa_secret, role, enrolment_until)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (username, password_hash, encrypt_secret(secret), role, enrolment_deadline()),
-            )
-            user_id = cursor.lastrowid
-            codes = new_recovery_codes(cursor, user_id)
+        # A name registered at once on another Galera node fails the commit (1213); the
+        # rerun then meets the other row and answers "taken" like any duplicate.
+        return in_transaction(insert)
     except MySQLdb.IntegrityError:
         raise UsernameTaken(username) from None
-    return user_id, secret, codes
 
 
 def account_json(row):
@@ -124,14 +125,23 @@ def second_factor(data):
     return field, require_text(data, field)
 
 
-@contextlib.contextmanager
-def reauthenticated(data, password_field, may_remove_admin=False):
-    """A transaction (its cursor) in which the token holder has just proven both factors
-    again: the password in `password_field`, and a one-time code or recovery code, which is
-    consumed if the change commits (ASVS 5.0 V7.5.1). A stolen token alone changes nothing.
-    Failures count toward the lockout like failed logins and abort with 403 (or 429 while
-    locked). g.user is read again under lock; with may_remove_admin the admins' locks are
-    taken first (see lock_enabled_admins)."""
+class WrongFactor(Exception):
+    """The one-time or recovery code was wrong (raised inside the transaction, answered after
+    it, so the refusal is logged and counted once and not rolled back)."""
+
+
+class TokenRevoked(Exception):
+    """The token stopped being current while the password was being checked."""
+
+
+def reauthenticated(data, password_field, change, may_remove_admin=False):
+    """Run change(cursor) in a transaction in which the token holder has just proven both
+    factors again: the password in `password_field`, and a one-time code or recovery code,
+    which is consumed if the change commits (ASVS 5.0 V7.5.1); return what change returned.
+    A stolen token alone changes nothing. Failures count toward the lockout like failed
+    logins and abort with 403 (or 429 while locked). g.user is read again under lock; with
+    may_remove_admin the admins' locks are taken first (see lock_enabled_admins). change may
+    run more than once (see db.in_transaction)."""
     password = require_text(data, password_field)
     field, code = second_factor(data)
     username = g.user["username"]
@@ -141,27 +151,34 @@ def reauthenticated(data, password_field, may_remove_admin=False):
     if not check_password(password, g.user["password"]):
         refuse("reauthentication_failed", username, lockout, reason="bad_password")
         abort(error_response(403, REAUTHENTICATION_FAILED))
+
+    def verify_then_change(cursor):
+        if may_remove_admin:
+            lock_enabled_admins(cursor)
+        user = lock_token_holder(cursor)
+        if user is None:
+            raise TokenRevoked
+        used = use_otp if field == "otp" else use_recovery_code
+        if not used(cursor, user["id"], code):
+            raise WrongFactor
+        g.user = user
+        return change(cursor)
+
     wrong_factor = False
     try:
-        with transaction() as cursor:
-            if may_remove_admin:
-                lock_enabled_admins(cursor)
-            user = lock_token_holder(cursor)
-            if user is None:
-                abort(invalid_token("revoked", username))
-            g.user = user
-            used = use_otp if field == "otp" else use_recovery_code
-            if not used(cursor, user["id"], code):
-                wrong_factor = True
-                abort(error_response(403, REAUTHENTICATION_FAILED))
-            yield cursor
+        result = in_transaction(verify_then_change)
         audit("reauthenticated", username, method=field)
+        return result
+    except TokenRevoked:
+        abort(invalid_token("revoked", username))
+    except WrongFactor:
+        wrong_factor = True
+        # After the rollback: inside the transaction, the hard lock it may set would be
+        # rolled back with it.
+        refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
+        abort(error_response(403, REAUTHENTICATION_FAILED))
     finally:
-        if wrong_factor:
-            # After the rollback: inside the transaction, the hard lock it may set would be
-            # rolled back with it.
-            refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
-        else:
+        if not wrong_factor:
             # The password was right: give the attempt back, even if the token was revoked
             # meanwhile or the change itself was refused.
             give_back_attempt(username)

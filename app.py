@@ -32,7 +32,8 @@ from validation import IdConverter
 
 
 def create_app(test_config=None):
-    app = Flask(__name__, instance_relative_config=True)
+    # No /static route: the docs page's files are served, versioned, by docs.py.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.json.ensure_ascii = False  # UTF-8 JSON: "ü", not "\\u00fc" (six bytes for one)
     app.session_interface = NoCookieSessions()
     app.config.from_object(Config)

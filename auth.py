@@ -16,7 +16,7 @@ from accounts import (
 )
 from audit import audit
 from config import now
-from db import execute, query, transaction
+from db import execute, in_transaction, query
 from errors import ValidationError, error_response
 from lockout import claim_attempt, clear_failures, give_back_attempt, lockout_account, refuse
 from metrics import count_login
@@ -173,15 +173,20 @@ def login():
     # A disabled account's right code is consumed like any other, but gets no token.
     stored_token = None if user["disabled"] else token_digest(token)
     body = {"token": token, "token_type": "Bearer"}
-    with transaction() as cursor:
+    if field == "otp":
+        secret = decrypt_secret(user["twofa_secret"])
+        step = matching_otp_step(secret, code)  # None too if the secret is unreadable
+
+    def use_second_factor(cursor):
+        """The code is right and now used, the token stored: the fields it adds to the
+        answer; or None if the code was refused. Database work only (it may run twice)."""
         if field == "otp":
-            secret = decrypt_secret(user["twofa_secret"])
-            step = matching_otp_step(secret, code)  # None too if the secret is unreadable
             # One atomic statement: of two requests with the same code, only one can move
             # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token; and
             # none if a 2FA reset replaced the secret meanwhile. Rewriting the secret
-            # encrypts a v1 plain one and moves it to the newest key.
-            accepted = step is not None and cursor.execute(
+            # encrypts a v1 plain one and moves it to the newest key. The loser of a race
+            # on another Galera node fails at commit (1213); its rerun matches no row.
+            if step is None or not cursor.execute(
                 "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
                 " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP()),"
                 " enrolment_until = NULL"
@@ -196,30 +201,33 @@ def login():
                     user["password"],  # unchanged since bcrypt checked it
                     step,
                 ),
-            )
-            reason = "bad_otp"
+            ):
+                return None
+            fields = {}
         else:
             # The row lock holds off a password change racing this login (bcrypt checked
             # the password that is still there); the code is marked used atomically.
-            accepted = cursor.execute(
+            if not cursor.execute(
                 "SELECT id FROM users WHERE id = %s AND password = %s FOR UPDATE",
                 (user["id"], user["password"]),
-            ) and use_recovery_code(cursor, user["id"], code)
-            if accepted:
-                # Any login closes enrolment: whoever has the password and a recovery code
-                # must not be able to fetch the TOTP secret afterwards.
-                cursor.execute(
-                    "UPDATE users SET last_token = %s, enrolment_until = NULL WHERE id = %s",
-                    (stored_token, user["id"]),
-                )
-                body["recovery_codes_remaining"] = remaining_recovery_codes(cursor, user["id"])
-            reason = "bad_recovery_code"
-        if accepted:
-            clear_failures(cursor, user["username"])
-    if not accepted:
-        refuse("login_failed", user["username"], lockout, reason=reason)
-        count_login(reason)
+            ) or not use_recovery_code(cursor, user["id"], code):
+                return None
+            # Any login closes enrolment: whoever has the password and a recovery code
+            # must not be able to fetch the TOTP secret afterwards.
+            cursor.execute(
+                "UPDATE users SET last_token = %s, enrolment_until = NULL WHERE id = %s",
+                (stored_token, user["id"]),
+            )
+            fields = {"recovery_codes_remaining": remaining_recovery_codes(cursor, user["id"])}
+        clear_failures(cursor, user["username"])
+        return fields
+
+    fields = in_transaction(use_second_factor)
+    if fields is None:
+        refuse("login_failed", user["username"], lockout, reason=f"bad_{field}")
+        count_login(f"bad_{field}")
         return error_response(401, LOGIN_FAILED)
+    body |= fields
     if user["disabled"]:
         audit("login_refused", user["username"], reason="disabled")
         count_login("disabled")
@@ -251,8 +259,9 @@ def logout():
 def regenerate_recovery_codes():
     data = json_object()
     refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
-    with reauthenticated(data, "password") as cursor:
-        codes = new_recovery_codes(cursor, g.user["id"])
+    codes = reauthenticated(
+        data, "password", lambda cursor: new_recovery_codes(cursor, g.user["id"])
+    )
     audit("recovery_codes_regenerated", g.user["username"])
     return {
         "message": "New recovery codes issued; the old ones no longer work.",
@@ -265,8 +274,7 @@ def regenerate_recovery_codes():
 def reset_two_factor():
     data = json_object()
     refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
-    with reauthenticated(data, "password") as cursor:
-        secret = reset_secret(cursor, g.user["id"])
+    secret = reauthenticated(data, "password", lambda cursor: reset_secret(cursor, g.user["id"]))
     audit("twofa_reset", g.user["username"])
     body = {"message": "Two-factor authentication reset; log in with a code of the new secret."}
     return body | enrolment(g.user["username"], secret)

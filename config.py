@@ -61,11 +61,17 @@ class Config:
     MYSQL_DB = os.environ.get("MYSQL_DB", "secure_api")
     MYSQL_CURSORCLASS = "DictCursor"
     MYSQL_CHARSET = "utf8mb4"
-    MYSQL_AUTOCOMMIT = True  # several-statement writes use db.transaction()
+    MYSQL_AUTOCOMMIT = True  # several-statement writes use db.in_transaction()
     # Strict mode: MySQL refuses bad values instead of silently truncating them.
     MYSQL_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION"
     MYSQL_CONNECT_TIMEOUT = env_int("MYSQL_CONNECT_TIMEOUT", 5)
     MYSQL_READ_TIMEOUT = env_int("MYSQL_READ_TIMEOUT", 5)
+    # Session settings every connection makes, one SET statement: on a Galera cluster
+    # "SET SESSION wsrep_sync_wait = 1" makes each read see every write committed before it.
+    MYSQL_INIT_COMMAND = os.environ.get("MYSQL_INIT_COMMAND") or None
+    # A kept-open connection is replaced after this many seconds (0: never), so that behind
+    # a load balancer the app comes back to a node that was out.
+    MYSQL_CONNECTION_MAX_AGE = env_int("MYSQL_CONNECTION_MAX_AGE", 300)
     # TLS to a remote database: the CA that signed the server's certificate (the server's
     # name or IP is verified against it), and a client certificate if the server wants one.
     MYSQL_SSL_CA = os.environ.get("MYSQL_SSL_CA") or None

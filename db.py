@@ -1,14 +1,16 @@
-"""The database: each worker thread's kept-open connection, query/execute/transaction, init-db.
+"""The database: each worker thread's kept-open connection, query/execute/in_transaction
+(retried on conflicts), init-db.
 
 The lowest layer: it imports nothing of the project's, and knows no table but through SQL
 handed to it (schema.sql holds the tables).
 """
 
-import contextlib
 import os
+import random
 import re
 import select
 import threading
+import time
 
 import click
 import MySQLdb
@@ -27,7 +29,22 @@ CONNECTION_SETTINGS = (
     "MYSQL_SSL_CA",
     "MYSQL_SSL_CERT",
     "MYSQL_SSL_KEY",
+    "MYSQL_INIT_COMMAND",
 )
+
+# MySQL error numbers the app answers by trying again.
+LOCK_DEADLOCK = 1213  # a deadlock, or on Galera a certification conflict another node won
+LOCK_WAIT_TIMEOUT = 1205
+CONFLICTS = (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT)
+NODE_NOT_READY = 1047  # a Galera node outside the primary component, or still joining
+# ...and a commit on a node that lost the primary component while replicating it: the write
+# set went nowhere, so the transaction did not happen and may run again elsewhere.
+COMMIT_FAILED = 1180
+NOT_IN_PRIMARY = "Not connected to Primary Component"
+# New connections tried after a 1047: the first at once, the others a second apart, so that
+# a load balancer's health check has time to notice (deploy/haproxy.cfg: about 1.5 s).
+NODE_NOT_READY_RECONNECTS = 4
+CONFLICT_ATTEMPTS = 6
 
 
 class MySQLKeptOpen(MySQL):
@@ -35,7 +52,7 @@ class MySQLKeptOpen(MySQL):
 
     Connecting costs more round trips (handshake, authentication, session settings) than
     a whole authenticated read. Connections run in autocommit mode, so a read leaves no
-    transaction open; writes of several statements use transaction()."""
+    transaction open; writes of several statements use in_transaction()."""
 
     def __init__(self):
         super().__init__()
@@ -50,8 +67,7 @@ class MySQLKeptOpen(MySQL):
             # a read up to three times), then the request gets a 503.
             "read_timeout": app.config["MYSQL_READ_TIMEOUT"],
             "write_timeout": app.config["MYSQL_READ_TIMEOUT"],
-            # DATETIME columns hold UTC, whatever the server's time zone (see utc_iso).
-            "init_command": "SET time_zone = '+00:00'",
+            "init_command": init_command(app.config["MYSQL_INIT_COMMAND"]),
         } | tls_options(app.config)
         super().init_app(app)
 
@@ -60,12 +76,21 @@ class MySQLKeptOpen(MySQL):
         if "mysql_db" not in g:
             settings = tuple(current_app.config[key] for key in CONNECTION_SETTINGS)
             kept = getattr(self.kept, "connection", None)
-            if kept and (kept[0] != settings or not is_open(kept[1])):
+            if kept and (kept[0] != settings or too_old(kept[2]) or not is_open(kept[1])):
                 close_quietly(kept[1])
                 kept = None
-            self.kept.connection = kept or (settings, self.connect)
-            g.mysql_db = self.kept.connection[1]
+            if kept is None:
+                kept = (settings, self.connect, current_app.config["CLOCK"]())
+            self.kept.connection = kept
+            g.mysql_db = kept[1]
         return g.mysql_db
+
+    def drop_connection(self):
+        """Close the request's connection now; the next statement gets a new one."""
+        connection = g.pop("mysql_db", None)
+        if connection is not None:
+            close_quietly(connection)
+        self.kept.connection = None
 
     def teardown(self, exception):
         connection = g.pop("mysql_db", None)
@@ -74,6 +99,26 @@ class MySQLKeptOpen(MySQL):
         if connection is not None and (exception or g.pop("database_failed", False)):
             close_quietly(connection)
             self.kept.connection = None
+
+
+def init_command(extra):
+    """What every new connection runs first: UTC for DATETIME columns (see utc_iso), then
+    MYSQL_INIT_COMMAND's session settings (e.g. SET SESSION wsrep_sync_wait = 1). The client
+    runs one statement, so both become one SET."""
+    command = "SET time_zone = '+00:00'"
+    if not extra:
+        return command
+    settings = re.fullmatch(r"\s*SET\s+(.+?)[\s;]*", extra, re.IGNORECASE | re.DOTALL)
+    if not settings:
+        raise RuntimeError("MYSQL_INIT_COMMAND must be one SET statement (session settings)")
+    return f"{command}, {settings.group(1)}"
+
+
+def too_old(connected_at):
+    """Whether a kept connection has lived past MYSQL_CONNECTION_MAX_AGE: behind a load
+    balancer, reconnecting now and then is what moves the app back to a node that returned."""
+    max_age = current_app.config["MYSQL_CONNECTION_MAX_AGE"]
+    return max_age > 0 and current_app.config["CLOCK"]() - connected_at >= max_age
 
 
 def tls_options(config):
@@ -112,23 +157,68 @@ def close_quietly(connection):
 mysql = MySQLKeptOpen()
 
 
+def error_number(error):
+    return error.args[0] if error.args and isinstance(error.args[0], int) else None
+
+
+def node_not_ready(error):
+    number = error_number(error)
+    return number == NODE_NOT_READY or (number == COMMIT_FAILED and NOT_IN_PRIMARY in str(error))
+
+
+def retried(attempt):
+    """attempt() (a whole transaction, or one autocommitted statement), run again when the
+    database undid it without effect: on a deadlock, a Galera certification conflict or a
+    lock wait timeout, a few times after a random pause, so that the rerun sees what the
+    winner wrote and the client gets the answer it would have got one request later (a
+    409, 401 or 429), not a 503; and on a new connection when the node is not ready (behind
+    a load balancer the new one goes to another node, once the balancer has noticed). Inside
+    a transaction a statement is not retried on its own: the transaction is."""
+    if g.get("in_transaction"):
+        return attempt()
+    conflicts = reconnects = 0
+    while True:
+        try:
+            return attempt()
+        except MySQLdb.Error as error:
+            if node_not_ready(error) and reconnects < NODE_NOT_READY_RECONNECTS:
+                mysql.drop_connection()
+                if reconnects:
+                    time.sleep(1)
+                reconnects += 1
+            elif error_number(error) in CONFLICTS and conflicts < CONFLICT_ATTEMPTS - 1:
+                conflicts += 1
+                # Full jitter: racers that collided once do not collide again in step.
+                time.sleep(random.uniform(0, 0.01 * 2**conflicts))  # noqa: S311
+            else:
+                raise
+
+
 def query(sql, args=()):
     """Run one statement on the request's connection; return its rows."""
-    cursor = mysql.connection.cursor()
-    try:
-        cursor.execute(sql, args)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
+
+    def attempt():
+        cursor = mysql.connection.cursor()
+        try:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    return retried(attempt)
 
 
 def execute(sql, args=()):
     """Run one write (autocommitted); return the number of rows it matched."""
-    cursor = mysql.connection.cursor()
-    try:
-        return cursor.execute(sql, args)
-    finally:
-        cursor.close()
+
+    def attempt():
+        cursor = mysql.connection.cursor()
+        try:
+            return cursor.execute(sql, args)
+        finally:
+            cursor.close()
+
+    return retried(attempt)
 
 
 def utc_iso(value):
@@ -136,20 +226,35 @@ def utc_iso(value):
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-@contextlib.contextmanager
-def transaction():
-    """A cursor whose statements are committed together, or not at all."""
-    connection = mysql.connection
-    connection.begin()
-    cursor = connection.cursor()
-    try:
-        yield cursor
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        cursor.close()
+def in_transaction(work, *args):
+    """Run work(cursor, *args) in one transaction, commit, and return what it returned; if
+    it raises, nothing it wrote stays. On a conflict the whole of work runs again, its
+    reads included (see retried): so it must only read and write the database, and leave
+    audit lines, bcrypt and anything else done once to its caller, after it returns."""
+    if g.get("in_transaction"):
+        # BEGIN would commit the outer transaction, and a rerun could not include it.
+        raise RuntimeError("in_transaction() cannot be nested")
+
+    def attempt():
+        connection = mysql.connection
+        connection.begin()
+        cursor = connection.cursor()
+        g.in_transaction = True
+        try:
+            result = work(cursor, *args)
+            connection.commit()
+            return result
+        except BaseException:
+            try:
+                connection.rollback()
+            except MySQLdb.Error:
+                pass  # the connection broke: the server rolls back
+            raise
+        finally:
+            g.in_transaction = False
+            cursor.close()
+
+    return retried(attempt)
 
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

@@ -117,7 +117,9 @@ def add_security_headers(response):
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
     # Responses carry secrets, tokens, QR codes or private inventory: no cache keeps them.
-    headers["Cache-Control"] = "no-store"
+    # Only the docs page's versioned files (docs.py) are marked public, and they keep it.
+    if not response.cache_control.public:
+        headers["Cache-Control"] = "no-store"
     headers["X-Request-ID"] = g.get("request_id", "")
     headers["Referrer-Policy"] = "no-referrer"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"

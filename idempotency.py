@@ -120,8 +120,13 @@ def replay(earlier, request_fingerprint):
     )
     response.headers.update(json.loads(earlier["response_headers"]))
     response.headers["Idempotent-Replayed"] = "true"
-    audit("idempotent_replay", g.user["username"], status=earlier["status"])
     return response
+
+
+def audit_replay(response):
+    """After the transaction (a conflict may run it again): one audit line per replay."""
+    if response.headers.get("Idempotent-Replayed") == "true":
+        audit("idempotent_replay", g.user["username"], status=response.status_code)
 
 
 def remember(cursor, key, response):

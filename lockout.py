@@ -17,7 +17,7 @@ from flask import current_app, request
 import metrics
 from audit import audit
 from config import now
-from db import execute, query, transaction
+from db import execute, in_transaction, query
 from errors import error_response
 from validation import USERNAME_PATTERN
 
@@ -68,7 +68,8 @@ def claim_attempt(account):
         return None, 0  # no such account can exist, and nothing is stored for it
     config = current_app.config
     client = client_key()
-    with transaction() as cursor:
+
+    def count_attempt(cursor):
         # Concurrent attempts on one account take turns on its row lock.
         cursor.execute(
             "INSERT INTO login_failures (username, failures, updated_at) VALUES (%s, 0, %s)"
@@ -106,6 +107,10 @@ def claim_attempt(account):
                 "UPDATE login_failures SET failures = failures + 1 WHERE username = %s",
                 (account,),
             )
+        return account_row, retry_after, lockout
+
+    # Racing attempts through other Galera nodes fail at commit (1213) and are counted again.
+    account_row, retry_after, lockout = in_transaction(count_attempt)
     if next(attempts_counted) % PURGE_EVERY == 0:
         purge_stale_rows(PURGE_BATCH)
     # Attempts still being checked count already: at the limit, wait for them.

@@ -1,6 +1,8 @@
 """Blueprint for the token holder's own account: who am I, change my password, delete me.
 Changes need both factors again (accounts.reauthenticated)."""
 
+import functools
+
 from flask import Blueprint, g
 
 from accounts import delete_account, reauthenticated, refuse_last_admin
@@ -43,14 +45,18 @@ def change_password():
     new_password = validate_new_password(
         require_text(data, "new_password"), "new_password", username=g.user["username"]
     )
-    with reauthenticated(data, "current_password") as cursor:
-        # Hashed only now: a refused attempt costs one bcrypt, not two.
-        new_hash = hash_password(new_password)
+    # Hashed only once both factors are proven, so a refused attempt costs one bcrypt, not
+    # two; and only once, should a conflict run the transaction again.
+    new_hash = functools.cache(lambda: hash_password(new_password))
+
+    def change(cursor):
         # Every token dies with the old password: whoever held one logs in again.
         cursor.execute(
             "UPDATE users SET password = %s, last_token = NULL WHERE id = %s",
-            (new_hash, g.user["id"]),
+            (new_hash(), g.user["id"]),
         )
+
+    reauthenticated(data, "current_password", change)
     audit("password_changed", g.user["username"])
     return {"message": "Password changed; log in again with the new password."}
 
@@ -60,8 +66,11 @@ def change_password():
 def delete_me():
     data = json_object()
     refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
-    with reauthenticated(data, "password", may_remove_admin=True) as cursor:
+
+    def delete(cursor):
         refuse_last_admin(cursor, g.user)
         delete_account(cursor, g.user)
+
+    reauthenticated(data, "password", delete, may_remove_admin=True)
     audit("account_deleted", g.user["username"], by=g.user["username"])
     return {"message": "Account deleted."}

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, request, url_for
 import idempotency
 from audit import audit
 from conditional import etag, not_modified, precondition_fails, write_condition
-from db import execute, query, transaction, utc_iso
+from db import execute, in_transaction, query, utc_iso
 from errors import ValidationError, error_response
 from idempotency import idempotency_key
 from pagination import page
@@ -160,11 +160,15 @@ def product_not_found():
 def create_product():
     product = validate_product(json_object())
     key = idempotency_key()
-    with transaction() as cursor:
+
+    def create(cursor):
+        """(the response, the new product's id); (the earlier answer, None) for a key seen
+        before. The same request with its key on another Galera node fails the commit (1213):
+        rerun, it finds that node's key row and replays its answer."""
         if key is not None:
             earlier = idempotency.reserve(cursor, key, idempotency.fingerprint(product))
             if earlier is not None:
-                return earlier
+                return earlier, None
         cursor.execute(
             "INSERT INTO products (name, description, price, quantity) VALUES (%s, %s, %s, %s)",
             (product["name"], product["description"], product["price"], product["quantity"]),
@@ -175,7 +179,13 @@ def create_product():
         response.headers["Location"] = url_for("products.get_product", product_id=row["id"])
         if key is not None:
             idempotency.remember(cursor, key, response)
-    audit("product_created", g.user["username"], product_id=row["id"])
+        return response, row["id"]
+
+    response, product_id = in_transaction(create)
+    if product_id is None:
+        idempotency.audit_replay(response)
+        return response
+    audit("product_created", g.user["username"], product_id=product_id)
     if key is not None:  # after the commit: no lock on other users' keys in our transaction
         idempotency.purge_expired(batch=idempotency.PURGE_PER_CREATE, batches=1)
     return response
@@ -213,13 +223,16 @@ def update_product(product_id):
     assignments = ", ".join(f"{field} = %s" for field in changes)
     # The version check and the write are one statement: two writers holding the same
     # ETag cannot both succeed. The read-back in the same transaction shows this write.
-    with transaction() as cursor:
+
+    def update(cursor):
         updated = cursor.execute(
             f"UPDATE products SET {assignments}, version = version + 1"  # noqa: S608
             f" WHERE id = %s{condition}",
             (*changes.values(), product_id, *versions),
         )
-        row = read_product(cursor, product_id)
+        return updated, read_product(cursor, product_id)
+
+    updated, row = in_transaction(update)
     if not updated:
         return product_not_found() if row is None else precondition_failed()
     audit("product_updated", g.user["username"], product_id=product_id, fields=sorted(changes))

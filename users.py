@@ -23,7 +23,7 @@ from accounts import (
     validate_username,
 )
 from audit import audit
-from db import query, transaction
+from db import in_transaction, query
 from errors import ValidationError, error_response
 from lockout import unlock
 from pagination import page, page_parameters
@@ -92,7 +92,8 @@ def get_user(user_id):
 @token_required("admin")
 def update_user(user_id):
     changes = validate_user_changes(json_object())
-    with transaction() as cursor:
+
+    def update(cursor):
         user = locked_user(cursor, user_id)
         if changes.get("role", "admin") != "admin" or changes.get("disabled"):
             refuse_last_admin(cursor, user)
@@ -109,7 +110,9 @@ def update_user(user_id):
                 user_id,
             ),
         )
-        user |= changes
+        return user | changes
+
+    user = in_transaction(update)
     audit("user_updated", g.user["username"], user=user["username"], **changes)
     return {"message": "User updated", "user": account_json(user)}
 
@@ -117,10 +120,14 @@ def update_user(user_id):
 @bp.delete("/users/<id:user_id>")
 @token_required("admin")
 def delete_user(user_id):
-    with transaction() as cursor:
+
+    def delete(cursor):
         user = locked_user(cursor, user_id)
         refuse_last_admin(cursor, user)
         delete_account(cursor, user)
+        return user
+
+    user = in_transaction(delete)
     audit("account_deleted", g.user["username"], user=user["username"])
     return {"message": "User deleted"}
 
@@ -132,10 +139,14 @@ def reset_user_two_factor(user_id):
     own password, and nobody, the admin included, sees the new secret."""
     if user_id == g.user["id"]:
         return error_response(409, "Reset your own two-factor with POST /2fa/reset.")
-    with transaction() as cursor:
+
+    def reset(cursor):
         user = locked_user(cursor, user_id)
         reset_secret(cursor, user_id)
         cursor.execute("DELETE FROM recovery_codes WHERE user_id = %s", (user_id,))
+        return user
+
+    user = in_transaction(reset)
     audit("twofa_reset", g.user["username"], user=user["username"])
     return {
         "message": "Two-factor authentication reset; the user fetches the new QR code with"
@@ -198,7 +209,8 @@ def set_role_command(username, role):
         validate_role(role)
     except ValidationError as error:
         raise click.ClickException(error.message) from None
-    with transaction() as cursor:
+
+    def set_role(cursor):
         lock_enabled_admins(cursor)  # first, as every admin change does
         cursor.execute(
             f"{SELECT_USERS} WHERE users.username = %s FOR UPDATE",  # noqa: S608
@@ -210,5 +222,8 @@ def set_role_command(username, role):
         if role != "admin" and is_last_admin(cursor, user):
             raise click.ClickException(LAST_ADMIN)
         cursor.execute("UPDATE users SET role = %s WHERE id = %s", (role, user["id"]))
+        return user
+
+    user = in_transaction(set_role)
     audit("user_updated", None, user=user["username"], role=role, by="cli")
     click.echo(f"{user['username']} is now {role}.")

@@ -391,11 +391,13 @@ def test_the_same_key_while_the_first_request_runs_is_409(app, auth, database, d
     )
     thread.start()
     try:
+        # This run's database only: other test runs share the server.
         waiting = (
-            "SELECT 1 FROM information_schema.processlist WHERE info LIKE 'INSERT INTO products%%'"
+            "SELECT 1 FROM information_schema.processlist"
+            " WHERE db = %s AND info LIKE 'INSERT INTO products%%'"
         )
         deadline = time.monotonic() + 4  # within the app's 5 s database read timeout
-        while not sql(db, waiting):
+        while not sql(db, waiting, (database,)):
             assert time.monotonic() < deadline, "the first request never started waiting"
             time.sleep(0.01)
         second = app.test_client().post("/products", json=LAPTOP, headers=headers)
