@@ -25,8 +25,8 @@ from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
 from passwords import dummy_password_hash
-from rate_limits import handle_rate_limited, limiter
-from tokens import ROLES
+from rate_limits import handle_rate_limited, limiter, note_limited_routes
+from tokens import ROLES, NoCookieSessions
 from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
 
@@ -35,6 +35,7 @@ def create_app(test_config=None):
     # No /static route: the docs page's files are served, versioned, by docs.py.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.json.ensure_ascii = False  # UTF-8 JSON: "ü", not "\\u00fc" (six bytes for one)
+    app.session_interface = NoCookieSessions()
     app.config.from_object(Config)
     if test_config:
         app.config.update(test_config)
@@ -74,6 +75,7 @@ def create_app(test_config=None):
     app.register_blueprint(users.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(operations.bp)
+    note_limited_routes(app)  # after every route: the limiter skips the others
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
     app.register_error_handler(RateLimitExceeded, handle_rate_limited)

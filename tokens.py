@@ -11,6 +11,7 @@ import time
 
 import jwt
 from flask import current_app, g, request
+from flask.sessions import SessionInterface
 
 from audit import audit
 from db import query
@@ -19,6 +20,18 @@ from errors import error_response
 BEARER_REALM = 'Bearer realm="SecureAPI"'
 # Each role may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
+
+
+class NoCookieSessions(SessionInterface):
+    """The API authenticates by bearer token only: no request opens, and no response sets,
+    a signed-cookie session (Flask's default would do both, with the JWT key, on every
+    request). flask.session is then a null session that refuses writes."""
+
+    def open_session(self, app, request):
+        return None
+
+    def save_session(self, app, session, response):
+        pass
 
 
 def token_digest(token):
@@ -91,7 +104,7 @@ def token_holder():
         return invalid_token("malformed")
     config = current_app.config
     try:
-        claims = jwt.decode(
+        decoded = jwt.decode_complete(  # the header too, without parsing the token twice
             token,
             config["SECRET_KEY"],
             algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
@@ -99,15 +112,14 @@ def token_holder():
             audience=config["JWT_AUDIENCE"],
             options={"require": ["exp", "iat", "sub", "iss", "aud"]},
         )
-        # The header is signed too, so after decode() it can be trusted.
-        typed = jwt.get_unverified_header(token).get("typ") == "at+jwt"
     except jwt.ExpiredSignatureError:
         return invalid_token("expired")
     except jwt.InvalidTokenError:
         return invalid_token("invalid")
-    if not typed:
+    # The header is signed too, so after the signature check it can be trusted.
+    if decoded["header"].get("typ") != "at+jwt":
         return invalid_token("invalid")
-    subject = claims["sub"]
+    subject = decoded["payload"]["sub"]
     if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
         return invalid_token("invalid")
     rows = query(

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import lockout
 from app import create_app
+from rate_limits import limiter
 from tests.conftest import PASSWORD, AuthActions, app_config, connect, sql
 from tests.test_resilience import Instance, private_db, wait_until  # noqa: F401 (the fixture)
 
@@ -79,7 +80,15 @@ def test_probes_answer_without_a_token_and_write_no_audit_line(client, caplog):
     assert [r for r in caplog.records if r.name == "secureapi.audit"] == []
 
 
-def test_probes_and_metrics_are_not_rate_limited(database, db, clock):
+@pytest.fixture
+def forget_default_limits():
+    yield
+    # The limiter is one module-level object and keeps the first default limit an app gives
+    # it: without this, every later app of the run would limit every route to 2 a minute.
+    limiter.limit_manager.set_default_limits([])
+
+
+def test_probes_and_metrics_are_not_rate_limited(database, db, clock, forget_default_limits):
     # Were a default limit ever set for every route, the probes would still be exempt.
     settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "2 per minute"}
     app = create_app(app_config(database, CLOCK=clock, METRICS_TOKEN=METRICS_TOKEN, **settings))
