@@ -142,10 +142,10 @@ def read_product(cursor, product_id):
 
 # Per user, not per address: one account cannot fill the database at line rate. Below
 # token_required, so g.user is known when the limit is checked.
-limit_writes = limiter.limit(
+limit_writes = limiter.shared_limit(  # shared: one budget for creates, changes and deletes
     lambda: current_app.config["RATELIMIT_WRITES"],
-    key_func=lambda: f"user:{g.user['id']}",
     scope="product-writes",
+    key_func=lambda: f"user:{g.user['id']}",
 )
 
 
