@@ -18,7 +18,7 @@ from flask import current_app, g, request
 
 from audit import audit
 from config import now
-from db import execute
+from db import execute, mysql
 from errors import ValidationError, error_response
 from tokens import invalid_token
 
@@ -152,3 +152,22 @@ def purge_expired(batch=1000, batches=None):
         if count < batch:
             break
     return removed
+
+
+def purge_a_few():
+    """After a keyed create has committed: remove up to PURGE_PER_CREATE expired keys, if
+    no lock is in the way. Best effort, without waiting or retrying: a DELETE's range lock
+    can queue behind another request's uncommitted key row, and the create has already
+    succeeded, so its answer must not wait (or turn into a 503) for housekeeping."""
+    cursor = mysql.connection.cursor()
+    try:
+        cursor.execute(
+            "SET STATEMENT innodb_lock_wait_timeout = 0 FOR"
+            " DELETE FROM idempotency_keys WHERE expires_at <= %s LIMIT %s",
+            (utc_datetime(now()), PURGE_PER_CREATE),
+        )
+    except MySQLdb.OperationalError as error:
+        if error.args[0] not in (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK):
+            raise
+    finally:
+        cursor.close()

@@ -187,7 +187,7 @@ def create_product():
         return response
     audit("product_created", g.user["username"], product_id=product_id)
     if key is not None:  # after the commit: no lock on other users' keys in our transaction
-        idempotency.purge_expired(batch=idempotency.PURGE_PER_CREATE, batches=1)
+        idempotency.purge_a_few()
     return response
 
 

@@ -363,6 +363,31 @@ def test_keyed_creates_remove_expired_keys_as_they_go(client, headers, db, clock
     assert len(keys - {"d"}) == 1  # two of the three expired keys went with this create
 
 
+def test_housekeeping_never_holds_up_a_create_that_succeeded(app, auth, database, db, clock):
+    # Another request's key row, uncommitted (its request still running), sits right after
+    # the expired keys in the expiry index: the purge after a create must not queue on it.
+    headers = auth.headers()
+    for key in ("a", "b", "c"):
+        post(app.test_client(), headers, key)
+    clock.advance(24 * 3600 + 1)
+    (user,) = sql(db, "SELECT id FROM users")
+    holder = connect(database)
+    holder.autocommit(False)
+    holder.cursor().execute(
+        "INSERT INTO idempotency_keys (user_id, idempotency_key, fingerprint, expires_at)"
+        " VALUES (%s, 'running', REPEAT('0', 64), NOW())",
+        (user["id"],),
+    )
+    try:
+        started = time.monotonic()
+        response = post(app.test_client(), headers, "d")
+        assert response.status_code == 201
+        assert time.monotonic() - started < 1, "the create waited for another request's lock"
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_ten_concurrent_creates_with_one_key_make_one_product(app, auth, db):
     headers = auth.headers() | {"Idempotency-Key": "retry-storm"}
     clients = [app.test_client() for _ in range(10)]
