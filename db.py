@@ -8,6 +8,7 @@ handed to it (schema.sql holds the tables).
 import os
 import random
 import re
+import runpy
 import select
 import threading
 import time
@@ -300,13 +301,17 @@ def init_db(config):
         cursor.execute("SELECT name FROM schema_migrations")
         done = {row[0] for row in cursor.fetchall()}
         for name in sorted(os.listdir(MIGRATIONS)):
-            if not name.endswith(".sql") or name in done:
+            if not name.endswith((".sql", ".py")) or name in done:
                 continue
             # MariaDB commits DDL statement by statement, so a migration is written to be
             # safe to run again (IF NOT EXISTS) should it stop halfway.
+            path = os.path.join(MIGRATIONS, name)
             connection.begin()
-            for statement in sql_statements(os.path.join(MIGRATIONS, name)):
-                cursor.execute(statement)
+            if name.endswith(".py"):  # data that SQL cannot compute: migrate(cursor)
+                runpy.run_path(path)["migrate"](cursor)
+            else:
+                for statement in sql_statements(path):
+                    cursor.execute(statement)
             cursor.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
             connection.commit()
             applied.append(name)

@@ -4,8 +4,9 @@ and the signed cursor of its next link.
 Every sort reads an index of migrations/008 in order from where the previous page stopped
 (keyset paging on the sort key and id), so a page costs the same however deep it is, and a
 walk returns each unchanged row exactly once whatever else is written meanwhile. `q` is
-answered by the FULLTEXT index in boolean mode; words it cannot index (shorter than
-innodb_ft_min_token_size, or on InnoDB's stopword list) are checked on the rows it found.
+answered by product_words (migrations/010): one row per product and beginning of a word of
+its name or description, written with the product. A word of `q` is one lookup there, and
+with the default sort a page reads its 100 entries in id order, however many products match.
 """
 
 import base64
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -29,24 +31,17 @@ PARAMETERS += ("updated_since", "sort")
 FILTERS = ("q", "min_price", "max_price", "in_stock", "updated_since")
 SORT_COLUMNS = ("id", "name", "price", "updated_at")
 MAX_PRICE = Decimal("99999999.99")
-# InnoDB's default stopwords (INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD): not indexed,
-# so `+the*` would find nothing. They are checked like short words instead.
-STOPWORDS = frozenset(
-    "a about an are as at be by com de en for from how i in is it la of on or that the this"
-    " to was what when where who will with und www".split()
-)
-# Letters, digits and _: what InnoDB's parser counts as a word. Everything else, the
-# boolean-mode operators + - " ~ * ( ) < > @ included, only separates words.
+# A word is a run of letters, digits and _; everything else only separates words.
 WORD = re.compile(r"\w+")
+# The longest word beginning kept: as long as `q` itself, so each word of `q` is a lookup.
+MAX_PREFIX = 100
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}")
 CURSOR_PURPOSE = b"SecureAPI GET /products cursor v1"
-# The database time one page may take. A `q` that matches a great many products (FULLTEXT
-# hands every match over before the page is sorted), or a rare filter under a sort by
-# another column, is refused with a 400 instead of holding the database for every client.
+# The database time one page may take. A rare filter under a sort by another column (or a
+# common word of `q` under a sort other than id) is refused with a 400 instead of holding
+# the database for every client.
 MAX_STATEMENT_SECONDS = 2
-# MariaDB's ER_STATEMENT_TIMEOUT; InnoDB's FULLTEXT search reports the same interruption
-# as its handler error HA_ERR_ABORTED_BY_USER.
-STATEMENT_TIMEOUTS = {1969, 188}
+STATEMENT_TIMEOUT = 1969  # MariaDB's ER_STATEMENT_TIMEOUT
 
 
 @dataclass
@@ -125,33 +120,49 @@ def validate_sort(value):
 def validate_q(value, name):
     if not 1 <= len(value) <= 100:
         raise ValidationError("'q' must be 1 to 100 characters.")
-    words = sorted({word.lower() for word in WORD.findall(value)})
-    if not any(is_indexed(word) for word in words):
-        low, high = token_sizes()
-        raise ValidationError(
-            f"'q' needs at least one word of {low} to {high} letters or digits that is not a"
-            " very common word such as 'the' or 'for'."
+    found = words(value)
+    if not found:
+        raise ValidationError("'q' needs at least one word: letters, digits or _.")
+    # A word that begins another word of q adds nothing: `lap laptop` is `laptop`.
+    return tuple(sorted(w for w in found if not any(o != w and o.startswith(w) for o in found)))
+
+
+def fold(word):
+    """A word as it is compared: case-folded and without accents (`Café` is `cafe`, `Straße`
+    is `strasse`), cut at MAX_PREFIX characters."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))[:MAX_PREFIX]
+
+
+def words(text):
+    return {fold(word) for word in WORD.findall(text or "")} - {""}
+
+
+def prefixes(*texts):
+    """The product_words rows of a product with these texts (its name and description):
+    every beginning of every word. Never more rows than the texts have characters."""
+    found = set()
+    for text in texts:
+        for word in words(text):
+            found.update(word[:end] for end in range(1, len(word) + 1))
+    return found
+
+
+def index_words(cursor, product_id, old, new):
+    """Bring product_words from the texts `old` to `new` (name and description, each
+    pair as a tuple; () for none), within the caller's transaction. Only the rows that
+    change are written, each by its primary key: no gap locks on other products' rows."""
+    before, after = prefixes(*old), prefixes(*new)
+    gone, added = sorted(before - after), sorted(after - before)
+    if gone:
+        cursor.execute(
+            "DELETE FROM product_words WHERE product_id = %s AND word IN %s", (product_id, gone)
         )
-    return tuple(words)
-
-
-def is_indexed(word):
-    """Whether the FULLTEXT index holds this word (else it is checked row by row)."""
-    low, high = token_sizes()
-    return low <= len(word) <= high and word not in STOPWORDS
-
-
-_token_sizes = None
-
-
-def token_sizes():
-    """The server's FULLTEXT word lengths: fixed at its start, so read once."""
-    global _token_sizes
-    if _token_sizes is None:
-        sizes = "SELECT @@innodb_ft_min_token_size AS low, @@innodb_ft_max_token_size AS high"
-        row = query(sizes)[0]
-        _token_sizes = (row["low"], row["high"])
-    return _token_sizes
+    if added:
+        cursor.executemany(
+            "INSERT INTO product_words (product_id, word) VALUES (%s, %s)",
+            [(product_id, word) for word in added],
+        )
 
 
 def validate_price(value, name):
@@ -272,11 +283,11 @@ def find_page(columns, search):
     try:
         return query(bounded, args)
     except (MySQLdb.OperationalError, MySQLdb.InternalError) as error:
-        if error.args[0] not in STATEMENT_TIMEOUTS:
+        if error.args[0] != STATEMENT_TIMEOUT:
             raise
         raise ValidationError(
-            "This search matches too many products to page through in time: add words to 'q'"
-            " or other filters."
+            "This search takes too long to page through: narrow it with more words in 'q' or"
+            " other filters, or sort by id."
         ) from None
 
 
@@ -285,15 +296,23 @@ def page_query(columns, search):
     another page follows. Only fixed SQL text is formatted in; every value is a %s."""
     conditions, args = [], []
     filters = search.filters
-    if "q" in filters:
-        indexed = [word for word in filters["q"] if is_indexed(word)]
-        conditions.append("MATCH (name, description) AGAINST (%s IN BOOLEAN MODE)")
-        args.append(" ".join(f"+{word}*" for word in indexed))
-        for word in filters["q"]:
-            if not is_indexed(word):
-                # A word (or word prefix) starting after a non-word character or at the start.
-                conditions.append("(name REGEXP %s OR description REGEXP %s)")
-                args += [rf"(*UCP)(?i)(^|\W){word}"] * 2
+    column, direction = search.column, "DESC" if search.descending else "ASC"
+    source, id_column, others = "products", "id", filters.get("q", ())
+    if others and column == "id":
+        # Read one word's index range in id order (the longest word: likely the rarest) and
+        # stop at the page's end, however many products have the word.
+        driver, *others = sorted(others, key=len, reverse=True)
+        source = "product_words AS w STRAIGHT_JOIN products ON products.id = w.product_id"
+        id_column = "w.product_id"
+        conditions.append("w.word = %s")
+        args.append(driver)
+    for word in others:
+        # One primary-key lookup per candidate product.
+        conditions.append(
+            "EXISTS (SELECT 1 FROM product_words AS o WHERE o.product_id = products.id"
+            " AND o.word = %s)"
+        )
+        args.append(word)
     if "min_price" in filters:
         conditions.append("price >= %s")
         args.append(filters["min_price"])
@@ -305,12 +324,11 @@ def page_query(columns, search):
     if "updated_since" in filters:
         conditions.append("updated_at >= %s")
         args.append(filters["updated_since"])
-    column, direction = search.column, "DESC" if search.descending else "ASC"
     if search.start is not None:
         key, last_id = search.start
         beyond = "<" if search.descending else ">"
         if column == "id":
-            conditions.append(f"id {beyond} %s")
+            conditions.append(f"{id_column} {beyond} %s")
             args.append(last_id)
         else:
             # Not the row comparison (column, id) > (%s, %s): MariaDB does not read an
@@ -318,6 +336,6 @@ def page_query(columns, search):
             conditions.append(f"({column} {beyond} %s OR ({column} = %s AND id {beyond} %s))")
             args += [key, key, last_id]
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    order = f"id {direction}" if column == "id" else f"{column} {direction}, id {direction}"
-    sql = f"SELECT {columns} FROM products {where}ORDER BY {order} LIMIT %s"  # noqa: S608
+    order = f"{column} {direction}, " if column != "id" else ""
+    sql = f"SELECT {columns} FROM {source} {where}ORDER BY {order}{id_column} {direction} LIMIT %s"  # noqa: S608
     return sql, (*args, search.limit + 1)

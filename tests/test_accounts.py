@@ -587,6 +587,8 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
         v1.secrets["legacy"] = secret
         headers = v1.headers("legacy")
         assert v1.client.get("/products", headers=headers).json[0]["name"] == "Old"
+        # Migration 011 wrote the words of the products that v1 had.
+        assert v1.client.get("/products?q=ol", headers=headers).json[0]["name"] == "Old"
         assert v1.client.post("/products", json=LAPTOP, headers=headers).status_code == 201
         assert v1.client.get("/me", headers=headers).json["role"] == "editor"
         basic = base64.b64encode(f"newbie:{PASSWORD}".encode()).decode()
