@@ -141,11 +141,14 @@ def main():
             return report_production(production)
         for name, scenario in scenarios:
             results[name] = run_wrk(scenario | {"BENCH_TOKEN": token}, CONNECTIONS)
+        # Each search page right after a plain first page of as long: the ratio of the two
+        # p50s, measured side by side, holds when the machine's load changes in between.
         search_results = {}
         for name, path in search_scenarios(cursor, cursor_key(secret_key)):
-            search_results[name] = run_wrk(
-                {"BENCH_PATH": path, "BENCH_TOKEN": token}, CONNECTIONS, SEARCH_SECONDS
-            )
+            search_results[name] = [
+                run_wrk({"BENCH_PATH": page, "BENCH_TOKEN": token}, CONNECTIONS, SEARCH_SECONDS)
+                for page in ("/products?limit=100", path)
+            ]
         bodies = ROOT / "bench/results/login-bodies.txt"
         bodies.write_text(
             "".join(
@@ -164,7 +167,7 @@ def main():
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
     bcrypt_rate = bcrypt_per_second(rounds, workers)
     report(results, bcrypt_rate, workers, rounds)
-    report_search(search_results, results["GET /products?limit=100 (first page)"])
+    report_search(search_results)
     report_production(production)
 
 
@@ -431,29 +434,32 @@ def report(results, bcrypt_rate, workers, rounds):
     print("\nAppended to bench/results/results.jsonl")
 
 
-def report_search(results, plain_first):
-    """Search pages against today's plain first page (GET /products?limit=100), same run."""
-    base = plain_first["p50_us"]
+def report_search(results):
+    """Each search page against the plain first page (GET /products?limit=100) run just
+    before it."""
     print(
-        f"\nGET /products?limit=100&..., {SEARCH_SECONDS} s per row; ratio: p50 over the plain"
-        f" first page's p50 ({base / 1000:.2f} ms), target <= {SEARCH_RATIO_TARGET}\n"
+        f"\nGET /products?limit=100&..., {SEARCH_SECONDS} s per row; ratio: p50 over the p50 of"
+        f" the plain first page run just before it, target <= {SEARCH_RATIO_TARGET}\n"
     )
-    print(f"| {'scenario':<32} | {'req/s':>8} | {'p50 ms':>7} | {'ratio':>5} | {'errors':>6} |")
-    print(f"|{'-' * 34}|{'-' * 10}|{'-' * 9}|{'-' * 7}|{'-' * 8}|")
+    print(
+        f"| {'scenario':<32} | {'req/s':>8} | {'p50 ms':>7} | {'plain ms':>8} | {'ratio':>5} |"
+        f" {'errors':>6} |"
+    )
+    print(f"|{'-' * 34}|{'-' * 10}|{'-' * 9}|{'-' * 10}|{'-' * 7}|{'-' * 8}|")
     missed = []
-    for name, r in results.items():
-        ratio = r["p50_us"] / base
+    for name, (plain, r) in results.items():
+        ratio = r["p50_us"] / plain["p50_us"]
         if ratio > SEARCH_RATIO_TARGET or r["errors"]:
             missed.append(name)
         print(
-            f"| {name:<32} | {r['rps']:>8.1f} | {r['p50_us'] / 1000:>7.2f} | {ratio:>5.2f} |"
-            f" {r['errors']:>6} |"
+            f"| {name:<32} | {r['rps']:>8.1f} | {r['p50_us'] / 1000:>7.2f} |"
+            f" {plain['p50_us'] / 1000:>8.2f} | {ratio:>5.2f} | {r['errors']:>6} |"
         )
     print(f"\nsearch pages within {SEARCH_RATIO_TARGET}x: {'OK' if not missed else 'MISSED'}")
     for name in missed:
         print(f"  MISSED: {name}")
     with open(ROOT / "bench/results/results.jsonl", "a") as f:
-        f.write(json.dumps({"search": results, "plain_first_p50_us": base}) + "\n")
+        f.write(json.dumps({"search": results}) + "\n")
 
 
 if __name__ == "__main__":
