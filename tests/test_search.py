@@ -407,9 +407,12 @@ def test_a_cursor_of_another_deployment_is_400(client, headers, catalogue, datab
 # --- Exactly once while others write ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sort", ["id", "-name", "price", "-updated_at"])
+@pytest.mark.parametrize(
+    ("sort", "q"),
+    [("id", ""), ("-name", ""), ("price", ""), ("-updated_at", ""), ("id", "st"), ("-price", "st")],
+)
 def test_a_walk_returns_each_unchanged_row_once_during_concurrent_writes(
-    app, client, headers, db, sort
+    app, client, headers, db, sort, q
 ):
     stable = insert(db, *[(f"stable {n:03}", None, n % 7, n % 2, n % 5) for n in range(90)])
     volatile = insert(db, *[(f"volatile {n:03}", None, n % 7, 1, n % 5) for n in range(60)])
@@ -422,10 +425,10 @@ def test_a_walk_returns_each_unchanged_row_once_during_concurrent_writes(
         while not done.is_set() or n < 30:
             target = volatile[n % len(volatile)]
             if n % 3 == 0:
-                body = {"name": f"new {n}", "price": n % 9, "quantity": n % 2}
+                body = {"name": f"new stock {n}", "price": n % 9, "quantity": n % 2}
                 writes.append(writer.post("/products", json=body, headers=headers).status_code)
             elif n % 3 == 1:
-                body = {"name": f"{'a' if n % 2 else 'z'} moved {n}", "price": (n * 13) % 9}
+                body = {"name": f"{'a' if n % 2 else 'z'} moved st{n}", "price": (n * 13) % 9}
                 writes.append(
                     writer.patch(f"/products/{target}", json=body, headers=headers).status_code
                 )
@@ -439,7 +442,8 @@ def test_a_walk_returns_each_unchanged_row_once_during_concurrent_writes(
     writer.start()
     try:
         seen = []
-        url = f"/products?limit=4&sort={sort}&in_stock=true&max_price=8"
+        # With q: the writes add and remove products with words that begin with "st" too.
+        url = f"/products?limit=4&sort={sort}&in_stock=true&max_price=8" + (q and f"&q={q}")
         while url:
             response = client.get(url, headers=headers)
             assert response.status_code == 200
