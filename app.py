@@ -21,6 +21,7 @@ import metrics
 import operations
 import products
 import users
+import words
 from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
@@ -91,6 +92,7 @@ def create_app(test_config=None):
     app.cli.add_command(users.create_user_command)
     app.cli.add_command(users.set_role_command)
     app.cli.add_command(operations.purge_command)
+    app.cli.add_command(words.reindex_words_command)
     return app
 
 

@@ -13,7 +13,7 @@ from errors import ValidationError, error_response
 from idempotency import idempotency_key
 from pagination import page
 from rate_limits import limiter
-from search import find_page, index_words, next_parameters, product_search
+from search import find_page, next_parameters, product_search
 from tokens import token_required
 from validation import (
     has_control_characters,
@@ -22,6 +22,7 @@ from validation import (
     refuse_unknown_fields,
     text,
 )
+from words import index_words
 
 bp = Blueprint("products", __name__)
 
@@ -150,7 +151,7 @@ limit_writes = limiter.shared_limit(  # shared: one budget for creates, changes 
 
 
 def texts(row):
-    """What `q` searches in a product (search.index_words); its rows go with the product's
+    """What `q` searches in a product (words.index_words); its rows go with the product's
     own (ON DELETE CASCADE)."""
     return row["name"], row["description"]
 
@@ -180,7 +181,7 @@ def create_product():
             (product["name"], product["description"], product["price"], product["quantity"]),
         )
         row = read_product(cursor, cursor.lastrowid)
-        index_words(cursor, row["id"], (), texts(row))
+        index_words(cursor, row["id"], texts(row), created=True)
         body = {"message": "Product created successfully", "id": row["id"]}
         response = product_response(row, body | {"product": product_json(row)}, 201)
         response.headers["Location"] = url_for("products.get_product", product_id=row["id"])
@@ -232,20 +233,14 @@ def update_product(product_id):
     # ETag cannot both succeed. The read-back in the same transaction shows this write.
 
     def update(cursor):
-        retexted = "name" in changes or "description" in changes
-        if retexted:  # the words before the change, locked until the commit
-            cursor.execute(
-                "SELECT name, description FROM products WHERE id = %s FOR UPDATE", (product_id,)
-            )
-            before = cursor.fetchone()
         updated = cursor.execute(
             f"UPDATE products SET {assignments}, version = version + 1"  # noqa: S608
             f" WHERE id = %s{condition}",
             (*changes.values(), product_id, *versions),
         )
         row = read_product(cursor, product_id)
-        if updated and retexted:
-            index_words(cursor, product_id, texts(before), texts(row))
+        if updated and ("name" in changes or "description" in changes):
+            index_words(cursor, product_id, texts(row))
         return updated, row
 
     updated, row = in_transaction(update)

@@ -4,9 +4,9 @@ and the signed cursor of its next link.
 Every sort reads an index of migrations/008 in order from where the previous page stopped
 (keyset paging on the sort key and id), so a page costs the same however deep it is, and a
 walk returns each unchanged row exactly once whatever else is written meanwhile. `q` is
-answered by product_words (migrations/010): one row per product and beginning of a word of
-its name or description, written with the product. A word of `q` is one lookup there, and
-with the default sort a page reads its 100 entries in id order, however many products match.
+answered by product_words (words.py): one row per product and beginning of a word of its
+name or description, written with the product. A word of `q` is one lookup there, and with
+the default sort a page reads its 100 entries in id order, however many products match.
 """
 
 import base64
@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -25,21 +24,18 @@ from flask import current_app, request
 from db import query
 from errors import ValidationError
 from pagination import validate_cursor, validate_limit
+from words import words_in
 
 PARAMETERS = ("limit", "after", "cursor", "q", "min_price", "max_price", "in_stock")
 PARAMETERS += ("updated_since", "sort")
 FILTERS = ("q", "min_price", "max_price", "in_stock", "updated_since")
 SORT_COLUMNS = ("id", "name", "price", "updated_at")
 MAX_PRICE = Decimal("99999999.99")
-# A word is a run of letters, digits and _; everything else only separates words.
-WORD = re.compile(r"\w+")
-# The longest word beginning kept: as long as `q` itself, so each word of `q` is a lookup.
-MAX_PREFIX = 100
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}")
 CURSOR_PURPOSE = b"SecureAPI GET /products cursor v1"
-# The database time one page may take. A rare filter under a sort by another column (or a
-# common word of `q` under a sort other than id) is refused with a 400 instead of holding
-# the database for every client.
+# The database time one page may take. A rare filter under a sort by another column, a
+# common word of `q` under such a sort, or words that many products have but never together
+# are refused with a 400 instead of holding the database for every client.
 MAX_STATEMENT_SECONDS = 2
 STATEMENT_TIMEOUT = 1969  # MariaDB's ER_STATEMENT_TIMEOUT
 
@@ -120,49 +116,11 @@ def validate_sort(value):
 def validate_q(value, name):
     if not 1 <= len(value) <= 100:
         raise ValidationError("'q' must be 1 to 100 characters.")
-    found = words(value)
+    found = words_in(value)
     if not found:
         raise ValidationError("'q' needs at least one word: letters, digits or _.")
     # A word that begins another word of q adds nothing: `lap laptop` is `laptop`.
     return tuple(sorted(w for w in found if not any(o != w and o.startswith(w) for o in found)))
-
-
-def fold(word):
-    """A word as it is compared: case-folded and without accents (`Café` is `cafe`, `Straße`
-    is `strasse`), cut at MAX_PREFIX characters."""
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))[:MAX_PREFIX]
-
-
-def words(text):
-    return {fold(word) for word in WORD.findall(text or "")} - {""}
-
-
-def prefixes(*texts):
-    """The product_words rows of a product with these texts (its name and description):
-    every beginning of every word. Never more rows than the texts have characters."""
-    found = set()
-    for text in texts:
-        for word in words(text):
-            found.update(word[:end] for end in range(1, len(word) + 1))
-    return found
-
-
-def index_words(cursor, product_id, old, new):
-    """Bring product_words from the texts `old` to `new` (name and description, each
-    pair as a tuple; () for none), within the caller's transaction. Only the rows that
-    change are written, each by its primary key: no gap locks on other products' rows."""
-    before, after = prefixes(*old), prefixes(*new)
-    gone, added = sorted(before - after), sorted(after - before)
-    if gone:
-        cursor.execute(
-            "DELETE FROM product_words WHERE product_id = %s AND word IN %s", (product_id, gone)
-        )
-    if added:
-        cursor.executemany(
-            "INSERT INTO product_words (product_id, word) VALUES (%s, %s)",
-            [(product_id, word) for word in added],
-        )
 
 
 def validate_price(value, name):

@@ -30,7 +30,8 @@ from cryptography.fernet import Fernet
 from config import Config
 from db import init_db
 from passwords import PREHASHED, prehash
-from search import SORT_COLUMNS, Search, cursor_key, make_cursor, prefixes
+from search import SORT_COLUMNS, Search, cursor_key, make_cursor
+from words import prefixes
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))
@@ -203,7 +204,7 @@ def search_scenarios(cursor, key):
 
 
 def seed_words(cursor):
-    """The product_words rows the app writes with each product (search.prefixes), loaded in
+    """The product_words rows the app writes with each product (words.prefixes), loaded in
     one statement into the empty table: InnoDB then sorts and builds its indexes in bulk."""
     words = ROOT / "bench/results/words.tsv"
     cursor.execute("SELECT id, name, description FROM products")

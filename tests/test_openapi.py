@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from schemathesis.specs.openapi.checks import missing_required_header, positive_data_acceptance
 
-import search
 import validation
+import words
 from app import create_app
 from tests.conftest import AuthActions, Clock, app_config
 
@@ -346,7 +346,7 @@ def search_rule_applies(query):
     if "cursor" in query or ("after" in query and query.get("sort", "id") != "id"):
         return True
     q = query.get("q")
-    return isinstance(q, str) and not search.words(q)
+    return isinstance(q, str) and not words.words_in(q)
 
 
 @fuzz_schema.include(path=["/login", "/logout"]).parametrize()
