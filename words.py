@@ -17,9 +17,9 @@ WORD = re.compile(r"\w+")
 # The longest word beginning kept: as long as `q` may be, so each word of `q` is one lookup.
 MAX_PREFIX = 100
 # The rows one product may have. A description of English prose at its 65,535-character
-# limit needs about 4,500 (Debian's licence texts: 4,441); crafted text (many long distinct words, or characters that fold to
-# many, such as U+FDFA) would need hundreds of thousands. Words past the budget, in text order,
-# name first, are not found.
+# limit needs about 4,500 (Debian's licence texts: 4,441); crafted text (many long distinct
+# words, or characters that fold to many, such as U+FDF2) would need hundreds of thousands.
+# Words past the budget, in text order, name first, are not found.
 MAX_ROWS = 20_000
 CHUNK = 1000  # rows per DELETE, well inside max_allowed_packet
 
