@@ -25,6 +25,7 @@ import users
 from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
+from json_provider import FastJSONProvider
 from passwords import dummy_password_hash
 from tokens import ROLES, NoCookieSessions
 from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
@@ -34,6 +35,7 @@ from validation import IdConverter
 def create_app(test_config=None):
     # No /static route: the docs page's files are served, versioned, by docs.py.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.json = FastJSONProvider(app)
     app.json.ensure_ascii = False  # UTF-8 JSON: "ü", not "\\u00fc" (six bytes for one)
     app.session_interface = NoCookieSessions()
     app.config.from_object(Config)
