@@ -20,13 +20,13 @@ import me
 import metrics
 import operations
 import products
-import rate_limits
 import users
 from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
 from json_provider import FastJSONProvider
 from passwords import dummy_password_hash
+from rate_limits import handle_rate_limited, limiter, skip_unlimited_routes
 from tokens import ROLES, NoCookieSessions
 from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
@@ -69,7 +69,7 @@ def create_app(test_config=None):
     # "//" would be a 308 redirect built from the client's Host header: a 404 instead.
     app.url_map.merge_slashes = False
     mysql.init_app(app)
-    rate_limits.init_app(app)
+    limiter.init_app(app)
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(me.bp)
@@ -77,9 +77,10 @@ def create_app(test_config=None):
     app.register_blueprint(users.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(operations.bp)
+    skip_unlimited_routes(app)  # after every route: the limiter skips the others
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
-    app.register_error_handler(RateLimitExceeded, rate_limits.handle_rate_limited)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limited)
     app.register_error_handler(errors.ValidationError, errors.handle_validation_error)
     app.register_error_handler(MySQLdb.OperationalError, errors.handle_database_unavailable)
     app.register_error_handler(Exception, errors.handle_unexpected_error)

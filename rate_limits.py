@@ -21,15 +21,16 @@ def audit_rate_limited(limit):
 limiter = Limiter(get_remote_address, on_breach=audit_rate_limited)
 
 
-def init_app(app):
-    """Bind the limiter. When only routes decorated with limiter.limit have a limit (no
-    default or application limit is set), its app-wide hooks come off again: each decorator
-    checks its own limit around its view, and the hooks check only default and application
-    limits, add headers (off) and clear per-request state. They do nothing then, yet cost
-    every read about a tenth of its time."""
-    limiter.init_app(app)
+def skip_unlimited_routes(app):
+    """Take Flask-Limiter's app-wide hooks off the app when only routes decorated with
+    limiter.limit have a limit (no default, application or blueprint limit). Each decorator
+    checks its own limit around its view; the hooks check only the other kinds, add headers
+    (off) and clear per-request state. They do nothing then, yet cost every read about a
+    tenth of its time."""
     manager = limiter.limit_manager
-    if manager.default_limits or manager.application_limits:
+    with app.app_context():  # limits are callables that read the config
+        on_blueprints = any(manager.blueprint_limits(app, name) for name in app.blueprints)
+    if manager.default_limits or manager.application_limits or on_blueprints:
         return
     if app.config["RATELIMIT_HEADERS_ENABLED"]:
         return
