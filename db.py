@@ -244,8 +244,14 @@ def execute(sql, args=()):
 
 
 def utc_iso(value):
-    """A DATETIME column (UTC: every connection sets time_zone) as ISO 8601 with Z."""
-    return value.isoformat(timespec="seconds") + "Z" if value else None
+    """A DATETIME column (UTC: every connection sets time_zone) as ISO 8601 with Z, to the
+    second. isoformat() without arguments is the quicker (a 100-row page has 200 of these);
+    the columns hold whole seconds, so there is seldom a fraction to drop first."""
+    if not value:
+        return None
+    if value.microsecond:
+        value = value.replace(microsecond=0)
+    return value.isoformat() + "Z"
 
 
 def in_transaction(work, *args):

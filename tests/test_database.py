@@ -4,13 +4,14 @@ session settings from MYSQL_INIT_COMMAND; kept connections replaced after their 
 import logging
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from MySQLdb.constants import FIELD_TYPE
 from MySQLdb.times import DateTime_or_None
 
 from app import create_app
-from db import datetime_or_none, mysql, query
+from db import datetime_or_none, mysql, query, utc_iso
 from tests.conftest import app_config, connect, sql
 
 
@@ -128,6 +129,19 @@ def test_datetimes_are_read_as_mysqldb_reads_them(app):
             row = query(f"SELECT CAST(%s AS DATETIME({precision})) AS value", (value,))[0]
             assert row["value"] == DateTime_or_None(value)
             assert row["value"] is None or row["value"].isoformat(" ").startswith(value)
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (datetime(2026, 12, 2, 16, 19, 33), "2026-12-02T16:19:33Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, 678), "2026-01-02T03:04:05Z"),  # to the second
+        (datetime(1, 1, 1), "0001-01-01T00:00:00Z"),
+        (None, None),
+    ],
+)
+def test_utc_iso_is_iso_8601_to_the_second_with_z(value, text):
+    assert utc_iso(value) == text
 
 
 def connection_id(app):
