@@ -25,8 +25,9 @@ import words
 from audit import init_audit_log
 from config import Config, load_instance_secret
 from db import init_db_command, mysql
+from json_provider import FastJSONProvider
 from passwords import dummy_password_hash
-from rate_limits import handle_rate_limited, limiter, note_limited_routes
+from rate_limits import handle_rate_limited, limiter, skip_unlimited_routes
 from tokens import ROLES, NoCookieSessions
 from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from validation import IdConverter
@@ -35,6 +36,7 @@ from validation import IdConverter
 def create_app(test_config=None):
     # No /static route: the docs page's files are served, versioned, by docs.py.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.json = FastJSONProvider(app)
     app.json.ensure_ascii = False  # UTF-8 JSON: "ü", not "\\u00fc" (six bytes for one)
     app.session_interface = NoCookieSessions()
     app.config.from_object(Config)
@@ -76,7 +78,7 @@ def create_app(test_config=None):
     app.register_blueprint(users.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(operations.bp)
-    note_limited_routes(app)  # after every route: the limiter skips the others
+    skip_unlimited_routes(app)  # after every route: the limiter skips the others
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
     app.register_error_handler(RateLimitExceeded, handle_rate_limited)

@@ -12,13 +12,16 @@ import runpy
 import select
 import threading
 import time
+from datetime import datetime
 
 import click
 import MySQLdb
 from flask import current_app, g
 from flask.cli import with_appcontext
 from flask_mysqldb import MySQL
-from MySQLdb.constants import CLIENT
+from MySQLdb.constants import CLIENT, FIELD_TYPE
+from MySQLdb.converters import conversions
+from MySQLdb.times import DateTime_or_None
 
 # A kept connection is reused only by an app with these same settings.
 CONNECTION_SETTINGS = (
@@ -69,6 +72,7 @@ class MySQLKeptOpen(MySQL):
             "read_timeout": app.config["MYSQL_READ_TIMEOUT"],
             "write_timeout": app.config["MYSQL_READ_TIMEOUT"],
             "init_command": init_command(app.config["MYSQL_INIT_COMMAND"]),
+            "conv": CONVERSIONS,
         } | tls_options(app.config)
         super().init_app(app)
 
@@ -100,6 +104,24 @@ class MySQLKeptOpen(MySQL):
         if connection is not None and (exception or g.pop("database_failed", False)):
             close_quietly(connection)
             self.kept.connection = None
+
+
+def datetime_or_none(value):
+    """A DATETIME value as the server sends it, 'YYYY-MM-DD hh:mm:ss[.fraction]', read by
+    datetime.fromisoformat (C), some ten times faster than MySQLdb's parser in Python: a
+    100-row page has 200 of them. Anything else (a zero date) gets MySQLdb's own answer."""
+    if len(value) >= 19:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return DateTime_or_None(value)
+
+
+CONVERSIONS = conversions | {
+    FIELD_TYPE.DATETIME: datetime_or_none,
+    FIELD_TYPE.TIMESTAMP: datetime_or_none,
+}
 
 
 def init_command(extra):
@@ -223,8 +245,14 @@ def execute(sql, args=()):
 
 
 def utc_iso(value):
-    """A DATETIME column (UTC: every connection sets time_zone) as ISO 8601 with Z."""
-    return value.isoformat(timespec="seconds") + "Z" if value else None
+    """A DATETIME column (UTC: every connection sets time_zone) as ISO 8601 with Z, to the
+    second. isoformat() without arguments is the quicker (a 100-row page has 200 of these);
+    the columns hold whole seconds, so there is seldom a fraction to drop first."""
+    if not value:
+        return None
+    if value.microsecond:
+        value = value.replace(microsecond=0)
+    return value.isoformat() + "Z"
 
 
 def in_transaction(work, *args):

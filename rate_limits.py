@@ -4,9 +4,9 @@ refusal writes, and the 429 it answers. The limits are RATELIMIT_* settings (con
 import math
 import time
 
-from flask import current_app, request
+from flask import request
 from flask_limiter import Limiter
-from flask_limiter.util import get_qualified_name, get_remote_address
+from flask_limiter.util import get_remote_address
 
 import metrics
 from audit import audit
@@ -21,27 +21,25 @@ def audit_rate_limited(limit):
 limiter = Limiter(get_remote_address, on_breach=audit_rate_limited)
 
 
-def note_limited_routes(app):
-    """Record which endpoints have a limit, once the blueprints are registered. Only routes
-    decorated with limiter.limit have one (no default, application or blueprint limits are
-    set), and Flask-Limiter resolves every route's limits on every request otherwise: on a
-    read that is about a tenth of the request's time, for no limit at all."""
+def skip_unlimited_routes(app):
+    """Take Flask-Limiter's app-wide hooks off the app when only routes decorated with
+    limiter.limit have a limit (no default, application or blueprint limit). Each decorator
+    checks its own limit around its view; the hooks check only the other kinds, add headers
+    (off) and clear per-request state. They do nothing then, yet cost every read about a
+    tenth of its time."""
     manager = limiter.limit_manager
-    if manager.default_limits or manager.application_limits:
-        return  # every route has a limit: check them all
-    with app.app_context():  # the limits are callables that read the config
-        app.extensions["rate_limited_endpoints"] = frozenset(
-            endpoint
-            for endpoint, view in app.view_functions.items()
-            if manager.decorated_limits(get_qualified_name(view))
-        )
+    with app.app_context():  # limits are callables that read the config
+        on_blueprints = any(manager.blueprint_limits(app, name) for name in app.blueprints)
+    if manager.default_limits or manager.application_limits or on_blueprints:
+        return
+    if app.config["RATELIMIT_HEADERS_ENABLED"]:
+        return
 
+    def added_by_limiter(hook):  # its bound methods, and a partial(method, limiter)
+        return limiter in (getattr(hook, "__self__", None), *getattr(hook, "args", ()))
 
-@limiter.request_filter
-def has_no_limit():
-    # An app that has not noted its limited routes checks every request, as before.
-    limited = current_app.extensions.get("rate_limited_endpoints")
-    return limited is not None and request.endpoint not in limited
+    for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        hooks[None] = [hook for hook in hooks.get(None, []) if not added_by_limiter(hook)]
 
 
 def handle_rate_limited(error):

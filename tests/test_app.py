@@ -1,12 +1,42 @@
+import dataclasses
 import io
+import json
 import os
 import stat
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 
 from app import create_app
 from config import load_instance_secret
+from json_provider import COMPACT, FastJSONProvider
 from tests.conftest import app_config, sql
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"price": 1500.99, "cheap": 0.01, "top": 99999999.99, "name": "Müsli", "id": 2**32},
+        ['\u2028 \x00\x1f\x7f / \\ " é 🙂', None, True, [], {}],
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "day": date(2026, 1, 2)},
+        [Decimal("1.10"), Point(3)],
+        [2**64, {1: "not a string key"}, "\ud800"],  # orjson refuses these: the json module
+    ],
+)
+def test_compact_json_is_what_the_json_module_writes(app, value):
+    # Compact JSON (every response) comes from orjson (json_provider.FastJSONProvider), and
+    # must be byte for byte what Flask's provider wrote with the json module.
+    expected = json.dumps(
+        value, default=app.json.default, ensure_ascii=False, sort_keys=True, separators=COMPACT
+    )
+    assert app.json.dumps(value, separators=COMPACT) == expected
+    assert isinstance(app.json, FastJSONProvider)
 
 
 def test_unknown_route_is_json_404(client):

@@ -10,10 +10,14 @@ import jwt
 import pyotp
 import pytest
 import zxingcpp
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from jwt.algorithms import HMACAlgorithm
 from PIL import Image
 
 from passwords import dummy_password_hash
 from tests.conftest import PASSWORD, TEST_SECRET_KEY, post_concurrently, sql
+from tokens import checked_hmac_key
 
 # --- /register ----------------------------------------------------------------------------
 
@@ -402,6 +406,25 @@ def test_token_signed_with_key_but_not_issued_by_login_is_refused(client, auth, 
     now = int(time.time())
     token = forge({"sub": str(user["id"]), "iat": now, "exp": now + 600})
     assert client.get("/products", headers=bearer(token)).status_code == 401
+
+
+def test_the_signing_key_is_checked_once_not_per_token(client, auth, monkeypatch):
+    # PyJWT checks a key each time it is handed one (no public key as an HMAC secret);
+    # tokens.HS256KeyCheckedOnce does it once per key, and the check itself stays.
+    checked = []
+    check = HMACAlgorithm.prepare_key
+    monkeypatch.setattr(
+        HMACAlgorithm, "prepare_key", lambda self, key: checked.append(key) or check(self, key)
+    )
+    checked_hmac_key.cache_clear()
+    token = auth.token()
+    for _ in range(3):
+        assert client.get("/products", headers=bearer(token)).status_code == 200
+    assert checked == [TEST_SECRET_KEY]
+    public_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(jwt.InvalidKeyError):
+        forge({"sub": "1"}, key=pem)
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,14 @@ session settings from MYSQL_INIT_COMMAND; kept connections replaced after their 
 import logging
 import threading
 import time
+from datetime import datetime
 
 import pytest
+from MySQLdb.constants import FIELD_TYPE
+from MySQLdb.times import DateTime_or_None
 
 from app import create_app
-from db import query
+from db import datetime_or_none, mysql, query, utc_iso
 from tests.conftest import app_config, connect, sql
 
 
@@ -112,6 +115,33 @@ def test_init_command_adds_session_settings_to_utc(database, clock):
 def test_init_command_must_be_a_set_statement(database):
     with pytest.raises(RuntimeError, match="MYSQL_INIT_COMMAND must be one SET statement"):
         create_app(app_config(database, MYSQL_INIT_COMMAND="DELETE FROM users"))
+
+
+def test_datetimes_are_read_as_mysqldb_reads_them(app):
+    # The app reads DATETIME columns with its own, faster converter: it must give what
+    # MySQLdb's would for everything the server sends, fractions and zero dates included.
+    values = ("2026-12-02 16:19:33", "1000-01-01 00:00:00", "9999-12-31 23:59:59")
+    values += ("2020-01-02 03:04:05.25", "2020-01-02 03:04:05.123456", "0000-00-00 00:00:00")
+    with app.app_context():
+        assert mysql.connection.converter[FIELD_TYPE.DATETIME] is datetime_or_none
+        for value in values:
+            precision = len(value.partition(".")[2])
+            row = query(f"SELECT CAST(%s AS DATETIME({precision})) AS value", (value,))[0]
+            assert row["value"] == DateTime_or_None(value)
+            assert row["value"] is None or row["value"].isoformat(" ").startswith(value)
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (datetime(2026, 12, 2, 16, 19, 33), "2026-12-02T16:19:33Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, 678), "2026-01-02T03:04:05Z"),  # to the second
+        (datetime(1, 1, 1), "0001-01-01T00:00:00Z"),
+        (None, None),
+    ],
+)
+def test_utc_iso_is_iso_8601_to_the_second_with_z(value, text):
+    assert utc_iso(value) == text
 
 
 def connection_id(app):

@@ -4,8 +4,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from flask import Blueprint, Flask
 
 from app import create_app
+from rate_limits import limiter, skip_unlimited_routes
 from tests.conftest import AuthActions, app_config, sql
 
 LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}
@@ -434,7 +436,7 @@ def test_product_writes_are_rate_limited_per_user(database, db, clock):
 
 
 def test_every_product_write_route_is_limited_and_reads_are_not(database, db, clock):
-    # The limiter skips routes that have no limit (rate_limits.note_limited_routes): every
+    # Only decorated routes are limited (rate_limits.skip_unlimited_routes): every
     # write route must still be counted, against one budget per user (not one per route,
     # which would triple it), and no read refused.
     app = create_app(
@@ -452,3 +454,37 @@ def test_every_product_write_route_is_limited_and_reads_are_not(database, db, cl
     assert writes == [200, 200, 200, 429]
     reads = {auth.client.get(path, headers=alice).status_code for path in ("/products", url) * 10}
     assert reads == {200, 404}
+
+
+def test_a_blueprint_limit_keeps_the_limiters_hooks():
+    # A limit on a whole blueprint is checked by Flask-Limiter's app-wide hooks: they stay.
+    app = Flask(__name__)
+    app.config.update(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI="memory://")
+    limiter.init_app(app)
+    blueprint = Blueprint("limited_as_a_whole", __name__)
+    blueprint.add_url_rule("/whole", "whole", lambda: "ok")
+    limiter.limit("1 per minute")(blueprint)
+    app.register_blueprint(blueprint)
+    skip_unlimited_routes(app)
+    client = app.test_client()
+    assert [client.get("/whole").status_code for _ in range(2)] == [200, 429]
+
+
+def test_reads_never_enter_the_rate_limiter(database, db, clock, monkeypatch):
+    # Only decorated routes have a limit, and each decorator checks its own: Flask-Limiter's
+    # app-wide hooks are off (rate_limits.skip_unlimited_routes): a read does no limiter work.
+    app = create_app(
+        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_WRITES="1 per minute")
+    )
+    auth = AuthActions(app.test_client(), clock)
+    alice = auth.headers("alice")
+    checked = []  # the endpoint of every request the limiter looks at
+    identify = limiter.identify_request
+    monkeypatch.setattr(
+        limiter, "identify_request", lambda: checked.append(identify()) or identify()
+    )
+    product_id = create(auth.client, alice)
+    for path in ("/products", f"/products/{product_id}", "/me", "/healthz"):
+        assert auth.client.get(path, headers=alice).status_code == 200
+    assert set(checked) == {"products.create_product"}
+    assert auth.client.post("/products", json=LAPTOP, headers=alice).status_code == 429
