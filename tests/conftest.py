@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -70,6 +71,16 @@ def db(database):
     for table in ("users", "products", "login_failures", "client_failures"):
         cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names)
     connection.close()
+
+
+def next_link(response):
+    """The path and query of a list page's `Link: <...>; rel="next"`, or None on the last."""
+    link = response.headers.get("Link")
+    if link is None:
+        return None
+    match = re.fullmatch(r'<(/products\?[^>]+)>; rel="next"', link)
+    assert match, link
+    return match.group(1)
 
 
 def sql(db, statement, args=()):

@@ -8,7 +8,7 @@ from flask import Blueprint, Flask
 
 from app import create_app
 from rate_limits import limiter, skip_unlimited_routes
-from tests.conftest import AuthActions, app_config, sql
+from tests.conftest import AuthActions, app_config, next_link, sql
 
 LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}
 
@@ -271,15 +271,6 @@ def test_quantity_literals_that_are_no_valid_integer(client, headers, literal, m
 
 
 # --- Pagination ---------------------------------------------------------------------------
-
-
-def next_link(response):
-    link = response.headers.get("Link")
-    if link is None:
-        return None
-    match = re.fullmatch(r'<(/products\?[^>]+)>; rel="next"', link)
-    assert match, link
-    return match.group(1)
 
 
 def test_pagination_covers_every_row_exactly_once(client, headers, db):

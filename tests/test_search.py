@@ -1,7 +1,6 @@
 """GET /products: search, filters, sorting and the signed keyset cursor (search.py)."""
 
 import json
-import re
 import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,7 +12,7 @@ import search
 import words
 from app import create_app
 from products import PRODUCT_COLUMNS
-from tests.conftest import app_config, connect, sql
+from tests.conftest import app_config, connect, next_link, sql
 
 SINCE = datetime(2026, 1, 1)
 
@@ -44,15 +43,6 @@ def insert(db, *products):
 def words_of(db, product_id):
     rows = sql(db, "SELECT word FROM product_words WHERE product_id = %s", (product_id,))
     return {row["word"] for row in rows}
-
-
-def next_link(response):
-    link = response.headers.get("Link")
-    if link is None:
-        return None
-    match = re.fullmatch(r'<(/products\?[^>]+)>; rel="next"', link)
-    assert match, link
-    return match.group(1)
 
 
 def walk(client, headers, url):
