@@ -31,6 +31,8 @@ PARAMETERS += ("updated_since", "sort")
 FILTERS = ("q", "min_price", "max_price", "in_stock", "updated_since")
 SORT_COLUMNS = ("id", "name", "price", "updated_at")
 MAX_PRICE = Decimal("99999999.99")
+# Folding can turn one character into several words (U+2100 is "a/c", U+FDFA four words).
+MAX_Q_WORDS = 32
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}")
 CURSOR_PURPOSE = b"SecureAPI GET /products cursor v1"
 # The database time one page may take. A rare filter under a sort by another column, a
@@ -120,7 +122,10 @@ def validate_q(value, name):
     if not found:
         raise ValidationError("'q' needs at least one word: letters, digits or _.")
     # A word that begins another word of q adds nothing: `lap laptop` is `laptop`.
-    return tuple(sorted(w for w in found if not any(o != w and o.startswith(w) for o in found)))
+    needed = sorted(w for w in found if not any(o != w and o.startswith(w) for o in found))
+    if len(needed) > MAX_Q_WORDS:  # each is a table of the page's join (MariaDB allows 61)
+        raise ValidationError(f"'q' may hold at most {MAX_Q_WORDS} different words.")
+    return tuple(needed)
 
 
 def validate_price(value, name):

@@ -284,6 +284,22 @@ def test_a_description_of_many_words_is_indexed_whole(client, headers, db):
     assert names(client, headers, urlencode({"q": last})) == ["Long"]
 
 
+@pytest.mark.parametrize(
+    "q",
+    [
+        " ".join("abcdefghijklmnopqrstuvwxyz0123456789"[:33]),
+        # 99 characters that fold to 51 words: one table each would pass MariaDB's 61.
+        " ".join("abcdefghijklmnopqrstuvwxyz0123456789") + " ﷺ ℀ ㏘ " + " ".join("αβγδεζηθικλ"),
+    ],
+)
+def test_q_of_too_many_words_is_a_clear_400(client, headers, catalogue, q):
+    response = client.get(f"/products?{urlencode({'q': q})}", headers=headers)
+    assert response.status_code == 400
+    assert "at most 32 different words" in response.json["message"]
+    many = " ".join("abcdefghijklmnopqrstuvwxyz0123456789"[:32])  # 32 is still a search
+    assert client.get(f"/products?{urlencode({'q': many})}", headers=headers).json == []
+
+
 def test_q_of_100_characters_is_accepted(client, headers, catalogue):
     q = "laptop " + "b" * 93
     assert client.get(f"/products?{urlencode({'q': q})}", headers=headers).json == []
