@@ -277,6 +277,19 @@ def test_answers_are_kept_for_24_hours_then_the_key_is_new(client, headers, db, 
     assert product_count(db) == 2
 
 
+def key_in_flight(database, user_id, key, expires_at):
+    """A connection whose uncommitted transaction holds a key row, as a request still
+    running would; roll it back and close it when done."""
+    holder = connect(database)
+    holder.autocommit(False)
+    holder.cursor().execute(
+        "INSERT INTO idempotency_keys (user_id, idempotency_key, fingerprint, expires_at)"
+        f" VALUES (%s, %s, REPEAT('0', 64), {expires_at})",  # noqa: S608 (the tests' SQL)
+        (user_id, key),
+    )
+    return holder
+
+
 def test_retries_waiting_on_a_first_request_that_rolls_back_get_201_or_409(app, auth, database, db):
     # The retry storm after a timeout: three retries wait on the first request's key row,
     # which then rolls back. InnoDB ends the retries' deadlock by rolling one back: a 409
@@ -284,13 +297,7 @@ def test_retries_waiting_on_a_first_request_that_rolls_back_get_201_or_409(app, 
     headers = auth.headers() | {"Idempotency-Key": "storm"}
     (user,) = sql(db, "SELECT id FROM users")
     for _ in range(3):
-        holder = connect(database)
-        holder.autocommit(False)
-        holder.cursor().execute(
-            "INSERT INTO idempotency_keys (user_id, idempotency_key, fingerprint, expires_at)"
-            " VALUES (%s, 'storm', REPEAT('0', 64), NOW() + INTERVAL 1 DAY)",
-            (user["id"],),
-        )
+        holder = key_in_flight(database, user["id"], "storm", "NOW() + INTERVAL 1 DAY")
         clients = [app.test_client() for _ in range(3)]
         results = []
         threads = [
@@ -371,13 +378,7 @@ def test_housekeeping_never_holds_up_a_create_that_succeeded(app, auth, database
         post(app.test_client(), headers, key)
     clock.advance(24 * 3600 + 1)
     (user,) = sql(db, "SELECT id FROM users")
-    holder = connect(database)
-    holder.autocommit(False)
-    holder.cursor().execute(
-        "INSERT INTO idempotency_keys (user_id, idempotency_key, fingerprint, expires_at)"
-        " VALUES (%s, 'running', REPEAT('0', 64), NOW())",
-        (user["id"],),
-    )
+    holder = key_in_flight(database, user["id"], "running", "NOW()")
     try:
         started = time.monotonic()
         response = post(app.test_client(), headers, "d")
