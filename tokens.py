@@ -154,21 +154,21 @@ def token_holder():
 def verified_token(token, key, issuer, audience):
     """The subject and digest of a token this API issued, signed with `key`, unexpired; else
     jwt.InvalidTokenError. Its times are checked on every call, the rest once per token."""
-    subject, digest, times = checked_token(token, key, issuer, audience)
+    subject, digest, expires, issued, not_before = checked_token(token, key, issuer, audience)
     now = time.time()
-    if times["exp"] <= now:
+    if expires <= now:
         raise jwt.ExpiredSignatureError("Signature has expired")
-    if times["iat"] > now or times.get("nbf", 0) > now:
+    if issued > now or not_before > now:
         raise jwt.ImmatureSignatureError("The token is not yet valid")
     return subject, digest
 
 
 # A client sends the same token with every request: its signature, claims and digest are
-# checked and worked out once (a fifth of a product read's CPU), not each time. Only
-# tokens that pass every check are kept (a refusal raises, and lru_cache keeps no
-# exceptions), so the cache holds only tokens this API signed; the key is part of the
-# cache key, so a changed SECRET_KEY starts afresh. Revocation is still read from the
-# database on every request.
+# checked and worked out once (a seventh of a product read's worker CPU), not each time.
+# Only tokens that pass every check are kept (a refusal raises, and lru_cache keeps no
+# exceptions), so the cache holds only tokens this API signed; key, issuer and audience
+# are part of the cache key, so changing any of them starts afresh. Revocation is still
+# read from the database on every request.
 @functools.lru_cache(maxsize=4096)
 def checked_token(token, key, issuer, audience):
     decoded = jwt.decode_complete(  # the header too, without parsing the token twice
@@ -186,9 +186,10 @@ def checked_token(token, key, issuer, audience):
     subject = payload["sub"]
     if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
         raise jwt.InvalidTokenError("not a user id")
-    # PyJWT has checked that each time is an integer.
-    times = {name: int(payload[name]) for name in ("exp", "iat", "nbf") if name in payload}
-    return subject, token_digest(token), times
+    # As PyJWT compares them (it has checked that each is an integer); a tuple, which no
+    # caller can change in the cache.
+    times = (int(payload["exp"]), int(payload["iat"]), int(payload.get("nbf", 0)))
+    return subject, token_digest(token), *times
 
 
 def bearer_token_matches(expected):
