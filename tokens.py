@@ -127,23 +127,12 @@ def token_holder():
         return invalid_token("malformed")
     config = current_app.config
     try:
-        decoded = jwt.decode_complete(  # the header too, without parsing the token twice
-            token,
-            config["SECRET_KEY"],
-            algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
-            issuer=config["JWT_ISSUER"],
-            audience=config["JWT_AUDIENCE"],
-            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        subject, digest = verified_token(
+            token, config["SECRET_KEY"], config["JWT_ISSUER"], config["JWT_AUDIENCE"]
         )
     except jwt.ExpiredSignatureError:
         return invalid_token("expired")
     except jwt.InvalidTokenError:
-        return invalid_token("invalid")
-    # The header is signed too, so after the signature check it can be trusted.
-    if decoded["header"].get("typ") != "at+jwt":
-        return invalid_token("invalid")
-    subject = decoded["payload"]["sub"]
-    if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
         return invalid_token("invalid")
     rows = query(
         "SELECT id, username, password, last_token, role, disabled FROM users WHERE id = %s",
@@ -154,12 +143,53 @@ def token_holder():
     if (
         not rows
         or not rows[0]["last_token"]
-        or not hmac.compare_digest(rows[0]["last_token"], token_digest(token))
+        or not hmac.compare_digest(rows[0]["last_token"], digest)
     ):
         return invalid_token("revoked", rows[0]["username"] if rows else None)
     if rows[0]["disabled"]:
         return invalid_token("disabled", rows[0]["username"])
     return rows[0]
+
+
+def verified_token(token, key, issuer, audience):
+    """The subject and digest of a token this API issued, signed with `key`, unexpired; else
+    jwt.InvalidTokenError. Its times are checked on every call, the rest once per token."""
+    subject, digest, expires, issued, not_before = checked_token(token, key, issuer, audience)
+    now = time.time()
+    if expires <= now:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    if issued > now or not_before > now:
+        raise jwt.ImmatureSignatureError("The token is not yet valid")
+    return subject, digest
+
+
+# A client sends the same token with every request: its signature, claims and digest are
+# checked and worked out once (a seventh of a product read's worker CPU), not each time.
+# Only tokens that pass every check are kept (a refusal raises, and lru_cache keeps no
+# exceptions), so the cache holds only tokens this API signed; key, issuer and audience
+# are part of the cache key, so changing any of them starts afresh. Revocation is still
+# read from the database on every request.
+@functools.lru_cache(maxsize=4096)
+def checked_token(token, key, issuer, audience):
+    decoded = jwt.decode_complete(  # the header too, without parsing the token twice
+        token,
+        key,
+        algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
+        issuer=issuer,
+        audience=audience,
+        options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+    )
+    # The header is signed too, so after the signature check it can be trusted.
+    if decoded["header"].get("typ") != "at+jwt":
+        raise jwt.InvalidTokenError("not an access token")
+    payload = decoded["payload"]
+    subject = payload["sub"]
+    if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
+        raise jwt.InvalidTokenError("not a user id")
+    # As PyJWT compares them (it has checked that each is an integer); a tuple, which no
+    # caller can change in the cache.
+    times = (int(payload["exp"]), int(payload["iat"]), int(payload.get("nbf", 0)))
+    return subject, token_digest(token), *times
 
 
 def bearer_token_matches(expected):

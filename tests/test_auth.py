@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import HMACAlgorithm
 from PIL import Image
 
+from app import create_app
 from passwords import dummy_password_hash
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, post_concurrently, sql
-from tokens import checked_hmac_key
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, app_config, post_concurrently, sql
+from tokens import checked_hmac_key, token_digest
 
 # --- /register ----------------------------------------------------------------------------
 
@@ -425,6 +426,42 @@ def test_the_signing_key_is_checked_once_not_per_token(client, auth, monkeypatch
     pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     with pytest.raises(jwt.InvalidKeyError):
         forge({"sub": "1"}, key=pem)
+
+
+def current_forged_token(db, lifetime):
+    """A token valid for `lifetime` seconds, signed with the test key and stored as the
+    user's current one, as a login would have issued it."""
+    (user,) = sql(db, "SELECT id FROM users")
+    now = int(time.time())
+    claims = {"sub": str(user["id"]), "iat": now, "exp": now + lifetime}
+    token = forge(claims | {"iss": "SecureAPI", "aud": "SecureAPI"}, headers={"typ": "at+jwt"})
+    sql(db, "UPDATE users SET last_token = %s", (token_digest(token),))
+    return token
+
+
+def test_a_token_checked_before_is_refused_once_it_expires(client, auth, db):
+    # A token's signature is checked once; its lifetime is checked on every request.
+    auth.token()
+    token = current_forged_token(db, lifetime=2)
+    assert client.get("/products", headers=bearer(token)).status_code == 200
+    time.sleep(2.1)
+    response = client.get("/products", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].endswith('error="invalid_token"')
+
+
+def test_a_token_checked_by_one_key_is_not_taken_by_another(client, auth, db, database):
+    auth.token()
+    token = current_forged_token(db, lifetime=600)
+    assert client.get("/products", headers=bearer(token)).status_code == 200
+    for other in (
+        {"SECRET_KEY": "another-secret-key-that-is-long-enough-" + "x" * 16},
+        {"JWT_ISSUER": "another-issuer"},
+        {"JWT_AUDIENCE": "another-api"},
+    ):
+        other_app = create_app(app_config(database, **other))
+        response = other_app.test_client().get("/products", headers=bearer(token))
+        assert response.status_code == 401, other
 
 
 @pytest.mark.parametrize(
