@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 from limits.storage import storage_from_string
 
 import metrics
-from db import tls_options
+from db import init_command, tls_options
 from errors import error_response
 from idempotency import purge_expired
 from lockout import purge_stale_rows
@@ -65,9 +65,10 @@ class Check:
 
 
 def database_answers(config):
-    """A new connection and one statement, with short timeouts: it proves what a request
-    needs (the server answers statements, the credentials and TLS work, a connection is
-    to be had), and leaves the workers' kept connections alone."""
+    """A new connection set up as the workers' are, and one statement, with short timeouts:
+    it proves what a request needs (the server answers statements, the credentials, TLS and
+    the session settings of MYSQL_INIT_COMMAND work, a connection is to be had), and leaves
+    the workers' kept connections alone."""
     connection = MySQLdb.connect(
         host=config["MYSQL_HOST"],
         port=config["MYSQL_PORT"],
@@ -77,6 +78,7 @@ def database_answers(config):
         connect_timeout=1,
         read_timeout=1,
         write_timeout=1,
+        init_command=init_command(config["MYSQL_INIT_COMMAND"]),
         **tls_options(config),
     )
     try:

@@ -126,6 +126,19 @@ def test_readyz_names_an_unreachable_rate_limit_storage_without_its_address(data
     assert up.get("/readyz").status_code == 200
 
 
+def test_readyz_fails_when_the_session_settings_do_not_apply(database, db, clock, auth):
+    # Every worker connection runs MYSQL_INIT_COMMAND; so does the probe, or it would call
+    # ready an instance whose every request fails.
+    headers = auth.headers()
+    settings = {"MYSQL_INIT_COMMAND": "SET SESSION no_such_setting = 1"}
+    client = create_app(app_config(database, CLOCK=clock, **settings)).test_client()
+    assert client.get("/products", headers=headers).status_code == 503
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["message"] == "Not ready: the database did not answer in time."
+    assert "no_such_setting" not in response.get_data(as_text=True)
+
+
 @pytest.fixture
 def private(request, clock):
     """(server, app): test_resilience's private database server, and an app on it with
