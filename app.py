@@ -13,24 +13,19 @@ from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-import auth
-import docs
-import errors
-import me
-import metrics
-import operations
-import products
-import users
-import words
-from audit import init_audit_log
 from config import Config, load_instance_secret
-from db import init_db_command, mysql
-from json_provider import FastJSONProvider
-from passwords import dummy_password_hash
-from rate_limits import handle_rate_limited, limiter, skip_unlimited_routes
-from tokens import ROLES, NoCookieSessions
-from two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
-from validation import IdConverter
+from secureapi.core import metrics
+from secureapi.core.validation import IdConverter
+from secureapi.data import words
+from secureapi.data.database import init_db_command, mysql
+from secureapi.routes import auth, docs, me, operations, products, users
+from secureapi.security.audit import init_audit_log
+from secureapi.security.passwords import dummy_password_hash
+from secureapi.security.rate_limits import handle_rate_limited, limiter, skip_unlimited_routes
+from secureapi.security.tokens import ROLES, NoCookieSessions
+from secureapi.security.two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
+from secureapi.web import errors
+from secureapi.web.json_provider import FastJSONProvider
 
 
 def create_app(test_config=None):

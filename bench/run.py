@@ -28,10 +28,10 @@ import pyotp
 from cryptography.fernet import Fernet
 
 from config import Config
-from db import init_db
-from passwords import PREHASHED, prehash
-from search import SORT_COLUMNS, Search, cursor_key, make_cursor
-from words import prefixes
+from secureapi.data.database import init_db
+from secureapi.data.search import SORT_COLUMNS, Search, cursor_key, make_cursor
+from secureapi.data.words import prefixes
+from secureapi.security.passwords import PREHASHED, prehash
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))

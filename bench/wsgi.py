@@ -24,9 +24,9 @@ from flask import Flask, request
 
 from app import create_app
 from config import Config
-from db import CONVERSIONS
-from json_provider import FastJSONProvider
-from products import PRODUCT_COLUMNS, product_json
+from secureapi.data.database import CONVERSIONS
+from secureapi.routes.products import PRODUCT_COLUMNS, product_json
+from secureapi.web.json_provider import FastJSONProvider
 
 app = create_app()
 app.add_url_rule("/bench/ceiling", "ceiling", lambda: {"status": "ok"})

@@ -1,7 +1,7 @@
 """The product_words rows of the products written before migration 010 (words.reindex: 1,000
 products per transaction; safe to run again should it stop halfway)."""
 
-from words import reindex
+from secureapi.data.words import reindex
 
 
 def migrate(cursor):

@@ -13,7 +13,7 @@ import pytest
 
 from app import create_app
 from config import Config
-from db import init_db
+from secureapi.data.database import init_db
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
 PASSWORD = "correct horse battery staple"

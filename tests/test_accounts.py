@@ -14,7 +14,7 @@ import pyotp
 import pytest
 
 from app import create_app
-from db import MIGRATIONS, init_db, sql_statements
+from secureapi.data.database import MIGRATIONS, init_db, sql_statements
 from tests.conftest import PASSWORD, AuthActions, app_config, at_once, connect, server_settings, sql
 
 NEW_PASSWORD = "a different long passphrase"
@@ -635,7 +635,7 @@ def during_bcrypt(monkeypatch, module, name, action):
 def test_delete_me_decides_on_the_role_as_it_is_after_bcrypt(auth, app, db, monkeypatch):
     """A promotion and a demotion that land while DELETE /me runs bcrypt cannot leave the
     database without an admin."""
-    import accounts
+    from secureapi.security import accounts
 
     auth.create_user("root_admin", "admin")
     admin = bearer(auth.token("root_admin"))
@@ -699,7 +699,7 @@ def test_login_racing_a_password_change_gets_no_token(auth, app, db, monkeypatch
 
 
 def test_me_of_a_user_deleted_after_the_token_check_is_401(auth, client, db, monkeypatch):
-    import tokens
+    from secureapi.security import tokens
 
     headers = auth.headers("alice")
     during_bcrypt(monkeypatch, tokens, "token_holder", lambda: sql(db, "DELETE FROM users"))
@@ -709,7 +709,7 @@ def test_me_of_a_user_deleted_after_the_token_check_is_401(auth, client, db, mon
 
 
 def test_right_credentials_revoked_during_bcrypt_count_no_failure(auth, client, db, monkeypatch):
-    import accounts
+    from secureapi.security import accounts
 
     headers = auth.headers("alice")
     revoke = lambda: sql(db, "UPDATE users SET last_token = NULL")  # noqa: E731

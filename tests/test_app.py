@@ -10,7 +10,7 @@ import pytest
 
 from app import create_app
 from config import load_instance_secret
-from json_provider import COMPACT, FastJSONProvider
+from secureapi.web.json_provider import COMPACT, FastJSONProvider
 from tests.conftest import app_config, sql
 
 

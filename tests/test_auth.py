@@ -16,9 +16,9 @@ from jwt.algorithms import HMACAlgorithm
 from PIL import Image
 
 from app import create_app
-from passwords import dummy_password_hash
+from secureapi.security.passwords import dummy_password_hash
+from secureapi.security.tokens import checked_hmac_key, token_digest
 from tests.conftest import PASSWORD, TEST_SECRET_KEY, app_config, post_concurrently, sql
-from tokens import checked_hmac_key, token_digest
 
 # --- /register ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import idempotency
+from secureapi.data import idempotency
 from tests.conftest import at_once, connect, sql
 
 LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}

@@ -11,7 +11,7 @@ from MySQLdb.constants import FIELD_TYPE
 from MySQLdb.times import DateTime_or_None
 
 from app import create_app
-from db import datetime_or_none, mysql, query, utc_iso
+from secureapi.data.database import datetime_or_none, mysql, query, utc_iso
 from tests.conftest import app_config, connect, sql
 
 

@@ -13,9 +13,9 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from schemathesis.specs.openapi.checks import missing_required_header, positive_data_acceptance
 
-import validation
-import words
 from app import create_app
+from secureapi.core import validation
+from secureapi.data import words
 from tests.conftest import AuthActions, Clock, app_config
 
 DOCUMENT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "openapi.yaml")
@@ -157,7 +157,7 @@ def test_docs_page_uses_only_local_assets_which_browsers_may_cache(client):
 
 
 def test_docs_assets_version_follows_their_content(app, monkeypatch, tmp_path):
-    import docs
+    from secureapi.routes import docs
 
     own = tmp_path / "docs.js"
     own.write_text("// changed\n")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import lockout
 from app import create_app
-from rate_limits import limiter
+from secureapi.security import lockout
+from secureapi.security.rate_limits import limiter
 from tests.conftest import PASSWORD, AuthActions, app_config, connect, sql
 from tests.test_resilience import Instance, private_db, wait_until  # noqa: F401 (the fixture)
 

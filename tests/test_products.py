@@ -7,7 +7,7 @@ import pytest
 from flask import Blueprint, Flask
 
 from app import create_app
-from rate_limits import limiter, skip_unlimited_routes
+from secureapi.security.rate_limits import limiter, skip_unlimited_routes
 from tests.conftest import AuthActions, app_config, next_link, sql
 
 LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app import create_app
-from db import init_db
+from secureapi.data.database import init_db
 from tests.conftest import (
     PASSWORD,
     TEST_RECOVERY_CODE_KEY,

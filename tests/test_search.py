@@ -8,10 +8,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-import search
-import words
 from app import create_app
-from products import PRODUCT_COLUMNS
+from secureapi.data import search, words
+from secureapi.routes.products import PRODUCT_COLUMNS
 from tests.conftest import app_config, connect, next_link, sql
 
 SINCE = datetime(2026, 1, 1)

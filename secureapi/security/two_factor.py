@@ -15,7 +15,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from config import load_instance_secret, now
-from db import execute, query
+from secureapi.data.database import execute, query
 
 log = logging.getLogger(__name__)
 

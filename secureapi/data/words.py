@@ -10,7 +10,7 @@ import click
 import MySQLdb
 from flask.cli import with_appcontext
 
-from db import mysql
+from secureapi.data.database import mysql
 
 # In folded text, a word is a run of letters, digits and _; anything else separates words.
 WORD = re.compile(r"\w+")

@@ -5,8 +5,8 @@ import re
 
 from flask import current_app, request, url_for
 
-from errors import ValidationError
-from json_provider import COMPACT
+from secureapi.web.errors import ValidationError
+from secureapi.web.json_provider import COMPACT
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 1,000 long descriptions would be 64 MiB
 

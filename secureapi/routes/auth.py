@@ -7,23 +7,39 @@ import io
 import qrcode
 from flask import Blueprint, current_app, g, request, send_file, url_for
 
-from accounts import (
+from config import now
+from secureapi.core.metrics import count_login
+from secureapi.core.validation import (
+    USERNAME_PATTERN,
+    json_object,
+    refuse_unknown_fields,
+    require_text,
+)
+from secureapi.data.database import execute, in_transaction, query
+from secureapi.security.accounts import (
     UsernameTaken,
     create_account,
     reauthenticated,
     second_factor,
     validate_username,
 )
-from audit import audit
-from config import now
-from db import execute, in_transaction, query
-from errors import ValidationError, error_response
-from lockout import claim_attempt, clear_failures, give_back_attempt, lockout_account, refuse
-from metrics import count_login
-from passwords import hash_password, needs_rehash, password_matches, validate_new_password
-from rate_limits import limiter
-from tokens import issue_token, token_digest, token_required
-from two_factor import (
+from secureapi.security.audit import audit
+from secureapi.security.lockout import (
+    claim_attempt,
+    clear_failures,
+    give_back_attempt,
+    lockout_account,
+    refuse,
+)
+from secureapi.security.passwords import (
+    hash_password,
+    needs_rehash,
+    password_matches,
+    validate_new_password,
+)
+from secureapi.security.rate_limits import limiter
+from secureapi.security.tokens import issue_token, token_digest, token_required
+from secureapi.security.two_factor import (
     decrypt_secret,
     encrypt_secret,
     matching_otp_step,
@@ -33,7 +49,7 @@ from two_factor import (
     reset_secret,
     use_recovery_code,
 )
-from validation import USERNAME_PATTERN, json_object, refuse_unknown_fields, require_text
+from secureapi.web.errors import ValidationError, error_response
 
 bp = Blueprint("auth", __name__)
 

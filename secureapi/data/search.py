@@ -21,10 +21,10 @@ from decimal import Decimal, InvalidOperation
 import MySQLdb
 from flask import current_app, request
 
-from db import query
-from errors import ValidationError
-from pagination import validate_cursor, validate_limit
-from words import words_in
+from secureapi.data.database import query
+from secureapi.data.words import words_in
+from secureapi.web.errors import ValidationError
+from secureapi.web.pagination import validate_cursor, validate_limit
 
 PARAMETERS = ("limit", "after", "cursor", "q", "min_price", "max_price", "in_stock")
 PARAMETERS += ("updated_since", "sort")

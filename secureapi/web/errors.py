@@ -6,8 +6,8 @@ import uuid
 
 from flask import abort, current_app, g, jsonify, request
 
-import db
-import metrics
+from secureapi.core import metrics
+from secureapi.data.database import forget_connection
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def handle_http_error(error):
 
 
 def handle_database_unavailable(error):
-    db.forget_connection()
+    forget_connection()
     metrics.DATABASE_UNAVAILABLE.inc()
     log.warning("database unavailable (request %s): %s", g.get("request_id"), error)
     return error_response(
@@ -83,7 +83,7 @@ def handle_database_unavailable(error):
 
 
 def handle_unexpected_error(error):
-    db.forget_connection()
+    forget_connection()
     log.exception("unhandled error (request %s)", g.get("request_id"))
     return error_response(500, f"Internal server error (request id {g.get('request_id')}).")
 

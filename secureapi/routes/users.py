@@ -10,7 +10,9 @@ import qrcode
 from flask import Blueprint, abort, g
 from flask.cli import with_appcontext
 
-from accounts import (
+from secureapi.core.validation import json_object, refuse_unknown_fields
+from secureapi.data.database import in_transaction, query
+from secureapi.security.accounts import (
     LAST_ADMIN,
     UsernameTaken,
     account_json,
@@ -22,15 +24,13 @@ from accounts import (
     validate_role,
     validate_username,
 )
-from audit import audit
-from db import in_transaction, query
-from errors import ValidationError, error_response
-from lockout import unlock
-from pagination import page, page_parameters
-from passwords import validate_new_password
-from tokens import token_required
-from two_factor import otpauth_uri, reset_secret
-from validation import json_object, refuse_unknown_fields
+from secureapi.security.audit import audit
+from secureapi.security.lockout import unlock
+from secureapi.security.passwords import validate_new_password
+from secureapi.security.tokens import token_required
+from secureapi.security.two_factor import otpauth_uri, reset_secret
+from secureapi.web.errors import ValidationError, error_response
+from secureapi.web.pagination import page, page_parameters
 
 bp = Blueprint("users", __name__)
 

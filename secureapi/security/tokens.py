@@ -14,9 +14,9 @@ from flask import current_app, g, request
 from flask.sessions import SessionInterface
 from jwt.algorithms import HMACAlgorithm
 
-from audit import audit
-from db import query
-from errors import error_response
+from secureapi.data.database import query
+from secureapi.security.audit import audit
+from secureapi.web.errors import error_response
 
 BEARER_REALM = 'Bearer realm="SecureAPI"'
 # Each role may do what the ones before it may.

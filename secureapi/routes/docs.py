@@ -9,11 +9,11 @@ import flask_swagger_ui
 import yaml
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
-bp = Blueprint("docs", __name__)
+bp = Blueprint("docs", __name__, template_folder="../templates")
 
 # Swagger UI's own files ship in the flask-swagger-ui wheel: the page needs no CDN.
 SWAGGER_UI_FILES = os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
-OWN_FILES = os.path.join(os.path.dirname(__file__), "static")
+OWN_FILES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 # Only what templates/docs.html loads (not the rest of the package: an OAuth page, etc.),
 # and the folder each comes from.
 DOCS_ASSETS = {
@@ -37,7 +37,7 @@ DOCS_CONTENT_SECURITY_POLICY = (
 @bp.record_once
 def load_openapi_document(state):
     """Read openapi.yaml once, when the app is built, and keep it as JSON."""
-    with open(os.path.join(os.path.dirname(__file__), "openapi.yaml")) as f:
+    with open(os.path.join(state.app.root_path, "openapi.yaml")) as f:
         document = yaml.safe_load(f)
     state.app.extensions["openapi_json"] = json.dumps(document).encode()
     digest = hashlib.sha256()

@@ -5,12 +5,12 @@ import functools
 
 from flask import Blueprint, g
 
-from accounts import delete_account, reauthenticated, refuse_last_admin
-from audit import audit
-from db import query, utc_iso
-from passwords import hash_password, validate_new_password
-from tokens import invalid_token, token_required
-from validation import json_object, refuse_unknown_fields, require_text
+from secureapi.core.validation import json_object, refuse_unknown_fields, require_text
+from secureapi.data.database import query, utc_iso
+from secureapi.security.accounts import delete_account, reauthenticated, refuse_last_admin
+from secureapi.security.audit import audit
+from secureapi.security.passwords import hash_password, validate_new_password
+from secureapi.security.tokens import invalid_token, token_required
 
 bp = Blueprint("me", __name__)
 

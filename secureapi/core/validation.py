@@ -10,7 +10,7 @@ from decimal import Decimal
 from flask import abort, request
 from werkzeug.routing import IntegerConverter
 
-from errors import ValidationError
+from secureapi.web.errors import ValidationError
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{3,64}")
 

@@ -6,20 +6,20 @@ import MySQLdb
 import pyotp
 from flask import abort, g
 
-from audit import audit
-from db import in_transaction, utc_iso
-from errors import ValidationError, error_response
-from lockout import claim_attempt, give_back_attempt, refuse, unlock
-from passwords import check_password, hash_password
-from tokens import ROLES, invalid_token, lock_token_holder
-from two_factor import (
+from secureapi.core.validation import USERNAME_PATTERN, require_text
+from secureapi.data.database import in_transaction, utc_iso
+from secureapi.security.audit import audit
+from secureapi.security.lockout import claim_attempt, give_back_attempt, refuse, unlock
+from secureapi.security.passwords import check_password, hash_password
+from secureapi.security.tokens import ROLES, invalid_token, lock_token_holder
+from secureapi.security.two_factor import (
     encrypt_secret,
     enrolment_deadline,
     new_recovery_codes,
     use_otp,
     use_recovery_code,
 )
-from validation import USERNAME_PATTERN, require_text
+from secureapi.web.errors import ValidationError, error_response
 
 REAUTHENTICATION_FAILED = "The password, one-time code or recovery code is incorrect."
 LAST_ADMIN = "This is the last enabled admin: promote or enable another admin first."

@@ -14,12 +14,12 @@ import math
 
 from flask import current_app, request
 
-import metrics
-from audit import audit
 from config import now
-from db import execute, in_transaction, query
-from errors import error_response
-from validation import USERNAME_PATTERN
+from secureapi.core import metrics
+from secureapi.core.validation import USERNAME_PATTERN
+from secureapi.data.database import execute, in_transaction, query
+from secureapi.security.audit import audit
+from secureapi.web.errors import error_response
 
 HARD_LOCKED = "This account is locked after too many failed attempts; an admin can unlock it."
 # Every PURGE_EVERY-th attempt a process counts also trims up to PURGE_BATCH stale rows of

@@ -5,24 +5,24 @@ from decimal import Decimal
 
 from flask import Blueprint, current_app, g, request, url_for
 
-import idempotency
-from audit import audit
-from conditional import etag, not_modified, precondition_fails, write_condition
-from db import execute, in_transaction, query, utc_iso
-from errors import ValidationError, error_response
-from idempotency import idempotency_key
-from pagination import page
-from rate_limits import limiter
-from search import find_page, next_parameters, product_search
-from tokens import token_required
-from validation import (
+from secureapi.core.validation import (
     has_control_characters,
     has_format_characters,
     json_object,
     refuse_unknown_fields,
     text,
 )
-from words import index_words
+from secureapi.data import idempotency
+from secureapi.data.database import execute, in_transaction, query, utc_iso
+from secureapi.data.idempotency import idempotency_key
+from secureapi.data.search import find_page, next_parameters, product_search
+from secureapi.data.words import index_words
+from secureapi.security.audit import audit
+from secureapi.security.rate_limits import limiter
+from secureapi.security.tokens import token_required
+from secureapi.web.conditional import etag, not_modified, precondition_fails, write_condition
+from secureapi.web.errors import ValidationError, error_response
+from secureapi.web.pagination import page
 
 bp = Blueprint("products", __name__)
 

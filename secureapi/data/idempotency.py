@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 import MySQLdb
 from flask import current_app, g, request
 
-from audit import audit
 from config import now
-from db import execute, mysql
-from errors import ValidationError, error_response
-from tokens import invalid_token
+from secureapi.data.database import execute, mysql
+from secureapi.security.audit import audit
+from secureapi.security.tokens import invalid_token
+from secureapi.web.errors import ValidationError, error_response
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 # How long a request waits for another request with its key to finish, before a 409.

@@ -8,9 +8,9 @@ from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-import metrics
-from audit import audit
-from errors import error_response
+from secureapi.core import metrics
+from secureapi.security.audit import audit
+from secureapi.web.errors import error_response
 
 
 def audit_rate_limited(limit):

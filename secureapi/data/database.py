@@ -286,7 +286,8 @@ def in_transaction(work, *args):
     return retried(attempt)
 
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+# The project folder: schema.sql and migrations/ stay at the top, beside app.py.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIGRATIONS = os.path.join(ROOT, "migrations")
 
 

@@ -16,13 +16,13 @@ from flask import Blueprint, abort, current_app
 from flask.cli import with_appcontext
 from limits.storage import storage_from_string
 
-import metrics
-from db import init_command, tls_options
-from errors import error_response
-from idempotency import purge_expired
-from lockout import purge_stale_rows
-from rate_limits import limiter
-from tokens import bearer_token_matches
+from secureapi.core import metrics
+from secureapi.data.database import init_command, tls_options
+from secureapi.data.idempotency import purge_expired
+from secureapi.security.lockout import purge_stale_rows
+from secureapi.security.rate_limits import limiter
+from secureapi.security.tokens import bearer_token_matches
+from secureapi.web.errors import error_response
 
 bp = Blueprint("operations", __name__)
 log = logging.getLogger(__name__)
