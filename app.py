@@ -15,13 +15,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, load_instance_secret
 from secureapi.core import metrics
+from secureapi.core.refusals import Refused
 from secureapi.core.validation import IdConverter
 from secureapi.data import words
 from secureapi.data.database import init_db_command, mysql
 from secureapi.routes import auth, docs, me, operations, products, users
 from secureapi.security.audit import init_audit_log
 from secureapi.security.passwords import dummy_password_hash
-from secureapi.security.rate_limits import handle_rate_limited, limiter, skip_unlimited_routes
+from secureapi.security.rate_limits import limiter, skip_unlimited_routes
 from secureapi.security.tokens import ROLES, NoCookieSessions
 from secureapi.security.two_factor import recovery_code_key, rotate_totp_keys_command, totp_fernet
 from secureapi.web import errors
@@ -76,8 +77,8 @@ def create_app(test_config=None):
     skip_unlimited_routes(app)  # after every route: the limiter skips the others
 
     app.register_error_handler(HTTPException, errors.handle_http_error)
-    app.register_error_handler(RateLimitExceeded, handle_rate_limited)
-    app.register_error_handler(errors.ValidationError, errors.handle_validation_error)
+    app.register_error_handler(RateLimitExceeded, errors.handle_rate_limited)
+    app.register_error_handler(Refused, errors.handle_refused)
     app.register_error_handler(MySQLdb.OperationalError, errors.handle_database_unavailable)
     app.register_error_handler(Exception, errors.handle_unexpected_error)
     app.before_request(errors.assign_request_id)

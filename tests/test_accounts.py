@@ -684,7 +684,7 @@ def test_disabled_user_cannot_fetch_the_qr_code(auth, client, db, admin):
 
 
 def test_login_racing_a_password_change_gets_no_token(auth, app, db, monkeypatch):
-    import auth as auth_module
+    from secureapi.routes import auth as auth_module
 
     auth.register("alice")
     hashed = bcrypt.hashpw(NEW_PASSWORD.encode(), bcrypt.gensalt(4)).decode()

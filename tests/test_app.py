@@ -10,6 +10,7 @@ import pytest
 
 from app import create_app
 from config import load_instance_secret
+from secureapi.data.database import mysql
 from secureapi.web.json_provider import COMPACT, FastJSONProvider
 from tests.conftest import app_config, sql
 
@@ -156,22 +157,27 @@ def test_debug_is_off_by_default(app):
     assert app.debug is False
 
 
-def global_status(db, name):
-    return int(sql(db, "SHOW GLOBAL STATUS LIKE %s", (name,))[0]["Value"])
+def session_questions(connection):
+    """Statements run on this one connection (its session counter: no other client of the
+    server moves it); the SHOW that reads it counts itself."""
+    cursor = connection.cursor()
+    cursor.execute("SHOW SESSION STATUS LIKE 'Questions'")
+    return int(cursor.fetchone()["Value"])
 
 
-def test_authenticated_read_costs_two_queries_and_no_connection(client, auth, db):
+def test_authenticated_read_costs_two_queries_and_no_connection(client, auth):
     headers = auth.headers()
     product_id = client.post(
         "/products", json={"name": "x", "price": 1, "quantity": 1}, headers=headers
     ).json["id"]
     client.get(f"/products/{product_id}", headers=headers)  # warm: the connection exists
-    connections = global_status(db, "Connections")
-    questions = global_status(db, "Questions")
+    # The test client runs the app in this thread: this is the connection it keeps.
+    kept = mysql.kept.connection
+    questions = session_questions(kept.connection)
     assert client.get(f"/products/{product_id}", headers=headers).status_code == 200
     # Token check + product query, + 1: the SHOW STATUS that reads the count counts itself.
-    assert global_status(db, "Questions") - questions == 3
-    assert global_status(db, "Connections") == connections
+    assert session_questions(kept.connection) - questions == 3
+    assert mysql.kept.connection is kept  # the same connection, no new one
 
 
 # --- Security headers (review finding 15) --------------------------------------------------

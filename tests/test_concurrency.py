@@ -265,11 +265,13 @@ def test_an_invalid_body_keeps_no_answer_for_its_key(client, headers, db):
     assert product_count(db) == 1
 
 
-def test_answers_are_kept_for_24_hours_then_the_key_is_new(client, headers, db, clock):
+def test_answers_are_kept_for_24_hours_then_the_key_is_new(client, auth, headers, db, clock):
     first = post(client, headers, "k1")
     clock.advance(24 * 3600 - 60)
+    headers = auth.headers()  # a token of the later time (tokens follow the app's clock)
     assert post(client, headers, "k1").headers["Idempotent-Replayed"] == "true"
     clock.advance(120)
+    headers = auth.headers()  # a token of the later time (tokens follow the app's clock)
     later = post(client, headers, "k1", LAPTOP | {"quantity": 1})
     assert later.status_code == 201
     assert "Idempotent-Replayed" not in later.headers
@@ -330,6 +332,7 @@ def test_concurrent_retries_of_an_expired_key_make_one_product(app, auth, db, cl
     headers = auth.headers() | {"Idempotency-Key": "old"}
     assert app.test_client().post("/products", json=LAPTOP, headers=headers).status_code == 201
     clock.advance(24 * 3600 + 1)
+    headers = auth.headers() | {"Idempotency-Key": "old"}  # tokens follow the app's clock
     clients = [app.test_client() for _ in range(4)]
     responses = at_once(
         *[lambda c=c: c.post("/products", json=LAPTOP, headers=headers) for c in clients]
@@ -359,10 +362,11 @@ def test_replays_are_audited(client, headers, caplog):
     assert caplog.text.count('"event": "product_created"') == 1
 
 
-def test_keyed_creates_remove_expired_keys_as_they_go(client, headers, db, clock):
+def test_keyed_creates_remove_expired_keys_as_they_go(client, auth, headers, db, clock):
     for key in ("a", "b", "c"):
         post(client, headers, key)
     clock.advance(24 * 3600 + 1)
+    headers = auth.headers()  # a token of the later time (tokens follow the app's clock)
     post(client, headers, "d")
     keys = {
         row["idempotency_key"] for row in sql(db, "SELECT idempotency_key FROM idempotency_keys")
@@ -377,6 +381,7 @@ def test_housekeeping_never_holds_up_a_create_that_succeeded(app, auth, database
     for key in ("a", "b", "c"):
         post(app.test_client(), headers, key)
     clock.advance(24 * 3600 + 1)
+    headers = auth.headers()  # a token of the later time (tokens follow the app's clock)
     (user,) = sql(db, "SELECT id FROM users")
     holder = key_in_flight(database, user["id"], "running", "NOW()")
     try:
@@ -440,10 +445,11 @@ def test_the_same_key_while_the_first_request_runs_is_409(app, auth, database, d
     assert product_count(db) == 1
 
 
-def test_expired_keys_are_purged(app, client, headers, db, clock):
+def test_expired_keys_are_purged(app, client, auth, headers, db, clock):
     for key in ("a", "b", "c"):
         post(client, headers, key)
     clock.advance(3600)
+    headers = auth.headers()  # a token of the later time (tokens follow the app's clock)
     post(client, headers, "fresh")
     clock.advance(24 * 3600 - 3599)  # a, b and c have expired; fresh has not
     with app.app_context():

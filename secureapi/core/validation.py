@@ -7,12 +7,14 @@ import re
 import unicodedata
 from decimal import Decimal
 
-from flask import abort, request
+from flask import request
 from werkzeug.routing import IntegerConverter
 
-from secureapi.web.errors import ValidationError
+from secureapi.core.refusals import UnsupportedMediaType, ValidationError
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{3,64}")
+# The largest price products.price (DECIMAL(10,2)) holds: for a product and a price filter.
+MAX_PRICE = Decimal("99999999.99")
 
 
 class IdConverter(IntegerConverter):
@@ -27,7 +29,9 @@ def json_object():
     and numbers with a fraction as exact Decimals, so the decimal rules apply to the
     literal that was sent."""
     if not request.is_json:
-        abort(415)
+        raise UnsupportedMediaType(
+            "The request body must be JSON (Content-Type: application/json)."
+        )
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise ValidationError("The request body must be UTF-8 (charset=utf-8).")
@@ -81,6 +85,24 @@ def has_control_characters(value, allowed=""):
 def has_format_characters(value):
     """Bidi overrides, zero-width and other invisible formatting (category Cf)."""
     return any(unicodedata.category(character) == "Cf" for character in value)
+
+
+def validate_limit(value):
+    """The `limit` of a list page: rows per page."""
+    if value is None:
+        return 100
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= 1000:
+        raise ValidationError("'limit' must be an integer from 1 to 1000.")
+    return int(value)
+
+
+def validate_cursor(value):
+    """The `after` of a list page: the last id already seen."""
+    if value is None:
+        return 0
+    if not re.fullmatch(r"[0-9]{1,10}", value):
+        raise ValidationError("'after' must be an id from a previous page's Link.")
+    return int(value)
 
 
 def refuse_unknown_fields(data, allowed):

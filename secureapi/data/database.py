@@ -12,14 +12,16 @@ import runpy
 import select
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import click
 import MySQLdb
 from flask import current_app, g
 from flask.cli import with_appcontext
 from flask_mysqldb import MySQL
-from MySQLdb.constants import CLIENT, FIELD_TYPE
+from MySQLdb.connections import Connection
+from MySQLdb.constants import CLIENT, ER, FIELD_TYPE
 from MySQLdb.converters import conversions
 from MySQLdb.times import DateTime_or_None
 
@@ -36,19 +38,25 @@ CONNECTION_SETTINGS = (
     "MYSQL_INIT_COMMAND",
 )
 
-# MySQL error numbers the app answers by trying again.
-LOCK_DEADLOCK = 1213  # a deadlock, or on Galera a certification conflict another node won
-LOCK_WAIT_TIMEOUT = 1205
-CONFLICTS = (LOCK_DEADLOCK, LOCK_WAIT_TIMEOUT)
-NODE_NOT_READY = 1047  # a Galera node outside the primary component, or still joining
-# ...and a commit on a node that lost the primary component while replicating it: the write
-# set went nowhere, so the transaction did not happen and may run again elsewhere.
-COMMIT_FAILED = 1180
+# MySQL errors the app answers by trying again: a deadlock (on Galera also a certification
+# conflict another node won) or a lock wait timeout.
+CONFLICTS = (ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT)
+# Galera answers 1047 on a node outside the primary component, or still joining...
+NODE_NOT_READY = ER.UNKNOWN_COM_ERROR
+# ...and 1180 to a commit on a node that lost the primary component while replicating it:
+# the write set went nowhere, so the transaction did not happen and may run again elsewhere.
+COMMIT_FAILED = ER.ERROR_DURING_COMMIT
 NOT_IN_PRIMARY = "Not connected to Primary Component"
 # New connections tried after a 1047: the first at once, the others a second apart, so that
 # a load balancer's health check has time to notice (deploy/haproxy.cfg: about 1.5 s).
 NODE_NOT_READY_RECONNECTS = 4
 CONFLICT_ATTEMPTS = 6
+
+
+class KeptConnection(NamedTuple):
+    settings: tuple  # CONNECTION_SETTINGS' values when it was opened
+    connection: Connection
+    opened_at: float  # by the app's clock
 
 
 class MySQLKeptOpen(MySQL):
@@ -81,13 +89,15 @@ class MySQLKeptOpen(MySQL):
         if "mysql_db" not in g:
             settings = tuple(current_app.config[key] for key in CONNECTION_SETTINGS)
             kept = getattr(self.kept, "connection", None)
-            if kept and (kept[0] != settings or too_old(kept[2]) or not is_open(kept[1])):
-                close_quietly(kept[1])
+            if kept and (
+                kept.settings != settings or too_old(kept.opened_at) or not is_open(kept.connection)
+            ):
+                close_quietly(kept.connection)
                 kept = None
             if kept is None:
-                kept = (settings, self.connect, current_app.config["CLOCK"]())
+                kept = KeptConnection(settings, self.connect, current_app.config["CLOCK"]())
             self.kept.connection = kept
-            g.mysql_db = kept[1]
+            g.mysql_db = kept.connection
         return g.mysql_db
 
     def drop_connection(self):
@@ -253,6 +263,12 @@ def utc_iso(value):
     if value.microsecond:
         value = value.replace(microsecond=0)
     return value.isoformat() + "Z"
+
+
+def utc_datetime(timestamp):
+    """Unix time as the naive UTC datetime a DATETIME column holds: how the app writes a
+    time from its clock (config.now), which tests can move."""
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
 
 
 def in_transaction(work, *args):

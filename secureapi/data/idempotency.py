@@ -11,16 +11,15 @@ its answer replayed; if not, a 409."""
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from typing import NamedTuple
 
 import MySQLdb
 from flask import current_app, g, request
+from MySQLdb.constants import ER
 
 from config import now
-from secureapi.data.database import execute, mysql
-from secureapi.security.audit import audit
-from secureapi.security.tokens import invalid_token
-from secureapi.web.errors import ValidationError, error_response
+from secureapi.core.refusals import Conflict, InvalidToken, UnprocessableContent, ValidationError
+from secureapi.data.database import execute, mysql, utc_datetime
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 # How long a request waits for another request with its key to finish, before a 409.
@@ -29,10 +28,6 @@ REPLAYED_HEADERS = ("Location", "ETag")
 # Each keyed create removes up to this many expired keys: the table cannot outgrow a day of
 # creates even where nobody runs `flask purge`.
 PURGE_PER_CREATE = 2
-ER_DUP_ENTRY = 1062
-ER_NO_REFERENCED_ROW = 1452
-ER_LOCK_WAIT_TIMEOUT = 1205
-ER_LOCK_DEADLOCK = 1213
 
 
 def idempotency_key():
@@ -52,29 +47,33 @@ def fingerprint(request_data):
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def utc_datetime(timestamp):
-    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
+class Answer(NamedTuple):
+    """A create's answer, kept for a retry with its key."""
+
+    status: int
+    body: bytes
+    headers: dict
 
 
 def reserve(cursor, key, request_fingerprint):
-    """Claim `key` for this request inside the caller's transaction. None when the request
-    should run; otherwise the response to send instead: the first answer again, 422 for a
-    different body, 409 while the first request is still running."""
+    """Claim `key` for this request inside the caller's transaction: None when the request
+    should run, the first request's Answer to send again, or a refusal: 422 for a different
+    body, 409 while the first request is still running."""
     try:
         return claim(cursor, key, request_fingerprint)
     except MySQLdb.OperationalError as error:
         # 1205: the first request still holds the key after WAIT_SECONDS. 1213: retries of
         # one key waited on a first request that then rolled back, and InnoDB ended their
         # deadlock by rolling this one back. Either way, nothing was written: retry.
-        if error.args[0] not in (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK):
+        if error.args[0] not in (ER.LOCK_WAIT_TIMEOUT, ER.LOCK_DEADLOCK):
             raise
-        return error_response(
-            409, "A request with this Idempotency-Key is still being processed; retry shortly."
-        )
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly."
+        ) from None
     except MySQLdb.IntegrityError as error:
-        if error.args[0] != ER_NO_REFERENCED_ROW:
+        if error.args[0] != ER.NO_REFERENCED_ROW_2:
             raise
-        return invalid_token("deleted", g.user["username"])  # the user is gone since
+        raise InvalidToken() from None  # the user is gone since the token check
 
 
 def claim(cursor, key, request_fingerprint):
@@ -91,7 +90,7 @@ def claim(cursor, key, request_fingerprint):
             )
             return None
         except MySQLdb.IntegrityError as error:
-            if error.args[0] != ER_DUP_ENTRY:
+            if error.args[0] != ER.DUP_ENTRY:
                 raise
         cursor.execute(
             "SELECT fingerprint, status, response_body, response_headers, expires_at"
@@ -111,31 +110,21 @@ def claim(cursor, key, request_fingerprint):
 
 def replay(earlier, request_fingerprint):
     if earlier["fingerprint"] != request_fingerprint:
-        return error_response(
-            422,
-            "This Idempotency-Key was already used with a different request; use a new key.",
+        raise UnprocessableContent(
+            "This Idempotency-Key was already used with a different request; use a new key."
         )
-    response = current_app.response_class(
-        bytes(earlier["response_body"]), status=earlier["status"], mimetype="application/json"
-    )
-    response.headers.update(json.loads(earlier["response_headers"]))
-    response.headers["Idempotent-Replayed"] = "true"
-    return response
+    headers = json.loads(earlier["response_headers"])
+    return Answer(earlier["status"], bytes(earlier["response_body"]), headers)
 
 
-def audit_replay(response):
-    """After the transaction (a conflict may run it again): one audit line per replay."""
-    if response.headers.get("Idempotent-Replayed") == "true":
-        audit("idempotent_replay", g.user["username"], status=response.status_code)
-
-
-def remember(cursor, key, response):
-    """Keep `response` as the answer to `key`, in the transaction that reserved it."""
-    headers = {name: value for name, value in response.headers if name in REPLAYED_HEADERS}
+def remember(cursor, key, answer):
+    """Keep `answer` (of REPLAYED_HEADERS only) for `key`, in the transaction that
+    reserved it."""
+    headers = {name: answer.headers[name] for name in REPLAYED_HEADERS if name in answer.headers}
     cursor.execute(
         "UPDATE idempotency_keys SET status = %s, response_body = %s, response_headers = %s"
         " WHERE user_id = %s AND idempotency_key = %s",
-        (response.status_code, response.get_data(), json.dumps(headers), g.user["id"], key),
+        (answer.status, answer.body, json.dumps(headers), g.user["id"], key),
     )
 
 
@@ -167,7 +156,7 @@ def purge_a_few():
             (utc_datetime(now()), PURGE_PER_CREATE),
         )
     except MySQLdb.OperationalError as error:
-        if error.args[0] not in (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK):
+        if error.args[0] not in (ER.LOCK_WAIT_TIMEOUT, ER.LOCK_DEADLOCK):
             raise
     finally:
         cursor.close()

@@ -21,16 +21,15 @@ from decimal import Decimal, InvalidOperation
 import MySQLdb
 from flask import current_app, request
 
+from secureapi.core.refusals import ValidationError
+from secureapi.core.validation import MAX_PRICE, validate_cursor, validate_limit
 from secureapi.data.database import query
 from secureapi.data.words import words_in
-from secureapi.web.errors import ValidationError
-from secureapi.web.pagination import validate_cursor, validate_limit
 
 PARAMETERS = ("limit", "after", "cursor", "q", "min_price", "max_price", "in_stock")
 PARAMETERS += ("updated_since", "sort")
 FILTERS = ("q", "min_price", "max_price", "in_stock", "updated_since")
 SORT_COLUMNS = ("id", "name", "price", "updated_at")
-MAX_PRICE = Decimal("99999999.99")
 # Folding can turn one character into several words (U+2100 is "a/c", U+FDFA four words).
 MAX_Q_WORDS = 32
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}")

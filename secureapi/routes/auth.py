@@ -9,6 +9,13 @@ from flask import Blueprint, current_app, g, request, send_file, url_for
 
 from config import now
 from secureapi.core.metrics import count_login
+from secureapi.core.refusals import (
+    AccountLocked,
+    ClientLockedOut,
+    Forbidden,
+    Unauthorized,
+    ValidationError,
+)
 from secureapi.core.validation import (
     USERNAME_PATTERN,
     json_object,
@@ -17,7 +24,6 @@ from secureapi.core.validation import (
 )
 from secureapi.data.database import execute, in_transaction, query
 from secureapi.security.accounts import (
-    UsernameTaken,
     create_account,
     reauthenticated,
     second_factor,
@@ -49,7 +55,6 @@ from secureapi.security.two_factor import (
     reset_secret,
     use_recovery_code,
 )
-from secureapi.web.errors import ValidationError, error_response
 
 bp = Blueprint("auth", __name__)
 
@@ -112,8 +117,7 @@ def basic_credentials():
 
 
 def qrcode_unauthorized():
-    return error_response(
-        401,
+    return Unauthorized(
         "Give this user's username and password (HTTP Basic) to fetch the QR code, while"
         " enrolment is open.",
         {"WWW-Authenticate": BASIC_REALM},
@@ -124,13 +128,10 @@ def qrcode_unauthorized():
 @limiter.limit(lambda: current_app.config["RATELIMIT_REGISTER"])
 def register():
     if current_app.config["REGISTRATION"] == "closed":
-        return error_response(403, "Registration is closed.")
+        raise Forbidden("Registration is closed.")
     username, password = validate_registration(json_object())
     role = current_app.config["REGISTRATION_ROLE"]
-    try:
-        _, secret, codes = create_account(username, password, role)
-    except UsernameTaken:
-        return error_response(409, "That username is already taken.")
+    _, secret, codes = create_account(username, password, role)
     audit("register", username, role=role)
     body = {"message": "User registered successfully", "role": role}
     return body | enrolment(username, secret) | {"recovery_codes": codes}, 201
@@ -142,13 +143,11 @@ def get_qrcode(username):
     credentials = basic_credentials()
     if credentials is None or credentials[0].lower() != username.lower():
         audit("qrcode_refused", None, reason="no_credentials")
-        return qrcode_unauthorized()
+        raise qrcode_unauthorized()
     # Password guesses here count towards the same lockout as logins.
     user = find_user(username)
     account = lockout_account(username, user)
-    refusal, lockout = claim_attempt(account)
-    if refusal:
-        return refusal
+    lockout = claim_attempt(account)
     right_password = password_matches(user, credentials[1])
     # Once enrolment has closed, a right password gets exactly what a wrong one gets (and
     # counts as a failure): this endpoint must not tell an attacker the password is right.
@@ -156,11 +155,11 @@ def get_qrcode(username):
     if not enrolling:
         reason = "enrolment_closed" if right_password else "bad_credentials"
         refuse("qrcode_refused", account, lockout, reason=reason)
-        return qrcode_unauthorized()
+        raise qrcode_unauthorized()
     secret = decrypt_secret(user["twofa_secret"])
     if secret is None:
         refuse("qrcode_refused", account, lockout, reason="unreadable_secret")
-        return qrcode_unauthorized()
+        raise qrcode_unauthorized()
     give_back_attempt(account)
     image = io.BytesIO()
     qrcode.make(otpauth_uri(user["username"], secret)).save(image, format="PNG")
@@ -172,94 +171,119 @@ def get_qrcode(username):
 @bp.post("/login")
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"])
 def login():
+    """Password, then the second factor, then the token: each failure counts toward the
+    lockout and gets the same 401, whichever factor was wrong."""
     username, password, field, code = validate_login(json_object())
     user = find_user(username)
     account = lockout_account(username, user)
-    refusal, lockout = claim_attempt(account)
-    if refusal:
-        count_login("locked" if refusal.status_code == 429 else "account_locked")
-        return refusal
+    lockout = claim_login_attempt(account)
     if not password_matches(user, password):
-        reason = "bad_password" if user else "unknown_user"
-        refuse("login_failed", account, lockout, reason=reason)
-        count_login(reason)
-        return error_response(401, LOGIN_FAILED)
-
+        fail_login(account, lockout, "bad_password" if user else "unknown_user")
     token = issue_token(user["id"])
     # A disabled account's right code is consumed like any other, but gets no token.
     stored_token = None if user["disabled"] else token_digest(token)
-    body = {"token": token, "token_type": "Bearer"}
-    if field == "otp":
-        secret = decrypt_secret(user["twofa_secret"])
-        step = matching_otp_step(secret, code)  # None too if the secret is unreadable
-
-    def use_second_factor(cursor):
-        """The code is right and now used, the token stored: the fields it adds to the
-        answer; or None if the code was refused. Database work only (it may run twice)."""
-        if field == "otp":
-            # One atomic statement: of two requests with the same code, only one can move
-            # last_otp_step forward (RFC 6238 section 5.2), so only one gets a token; and
-            # none if a 2FA reset replaced the secret meanwhile. Rewriting the secret
-            # encrypts a v1 plain one and moves it to the newest key. The loser of a race
-            # on another Galera node fails at commit (1213); its rerun matches no row.
-            if step is None or not cursor.execute(
-                "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
-                " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP()),"
-                " enrolment_until = NULL"
-                " WHERE id = %s AND twofa_secret = %s AND password = %s"
-                " AND (last_otp_step IS NULL OR last_otp_step < %s)",
-                (
-                    step,
-                    stored_token,
-                    encrypt_secret(secret),
-                    user["id"],
-                    user["twofa_secret"],
-                    user["password"],  # unchanged since bcrypt checked it
-                    step,
-                ),
-            ):
-                return None
-            fields = {}
-        else:
-            # The row lock holds off a password change racing this login (bcrypt checked
-            # the password that is still there); the code is marked used atomically.
-            if not cursor.execute(
-                "SELECT id FROM users WHERE id = %s AND password = %s FOR UPDATE",
-                (user["id"], user["password"]),
-            ) or not use_recovery_code(cursor, user["id"], code):
-                return None
-            # Any login closes enrolment: whoever has the password and a recovery code
-            # must not be able to fetch the TOTP secret afterwards.
-            cursor.execute(
-                "UPDATE users SET last_token = %s, enrolment_until = NULL WHERE id = %s",
-                (stored_token, user["id"]),
-            )
-            fields = {"recovery_codes_remaining": remaining_recovery_codes(cursor, user["id"])}
-        clear_failures(cursor, user["username"])
-        return fields
-
-    fields = in_transaction(use_second_factor)
+    fields = use_second_factor(user, field, code, stored_token)
     if fields is None:
-        refuse("login_failed", user["username"], lockout, reason=f"bad_{field}")
-        count_login(f"bad_{field}")
-        return error_response(401, LOGIN_FAILED)
-    body |= fields
+        fail_login(user["username"], lockout, f"bad_{field}")
     if user["disabled"]:
         audit("login_refused", user["username"], reason="disabled")
         count_login("disabled")
-        return error_response(403, "This account is disabled.")
+        raise Forbidden("This account is disabled.")
     if field == "recovery_code":
-        audit("recovery_code_used", user["username"], remaining=body["recovery_codes_remaining"])
+        audit("recovery_code_used", user["username"], remaining=fields["recovery_codes_remaining"])
     audit("login_succeeded", user["username"], method=field)
     count_login("success")
+    rehash_if_needed(user, password)
+    body = {"token": token, "token_type": "Bearer"} | fields
+    return body | {"expires_in": current_app.config["JWT_EXPIRES_SECONDS"]}
+
+
+def claim_login_attempt(account):
+    """lockout.claim_attempt, with the refusal counted by kind in the login metrics."""
+    try:
+        return claim_attempt(account)
+    except ClientLockedOut:
+        count_login("locked")
+        raise
+    except AccountLocked:
+        count_login("account_locked")
+        raise
+
+
+def fail_login(account, lockout, reason):
+    """Log and count a failed login (claim_login_attempt has counted it toward the
+    lockout), and refuse it with the one answer every wrong factor gets."""
+    refuse("login_failed", account, lockout, reason=reason)
+    count_login(reason)
+    raise Unauthorized(LOGIN_FAILED)
+
+
+def use_second_factor(user, field, code, stored_token):
+    """Consume the one-time or recovery code and store the new token's digest, in one
+    transaction: the fields the code adds to the answer, or None if the code was refused."""
+    if field == "otp":
+        secret = decrypt_secret(user["twofa_secret"])
+        step = matching_otp_step(secret, code)  # None too if the secret is unreadable
+        if step is None:
+            return None
+        return in_transaction(use_otp_at_login, user, secret, step, stored_token)
+    return in_transaction(use_recovery_code_at_login, user, code, stored_token)
+
+
+def use_otp_at_login(cursor, user, secret, step, stored_token):
+    """One atomic statement: of two requests with the same code, only one can move
+    last_otp_step forward (RFC 6238 section 5.2), so only one gets a token; and none if a
+    2FA reset replaced the secret meanwhile. Rewriting the secret encrypts a v1 plain one
+    and moves it to the newest key. The loser of a race on another Galera node fails at
+    commit (1213); its rerun matches no row. Database work only (it may run twice)."""
+    if not cursor.execute(
+        "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
+        " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP()),"
+        " enrolment_until = NULL"
+        " WHERE id = %s AND twofa_secret = %s AND password = %s"
+        " AND (last_otp_step IS NULL OR last_otp_step < %s)",
+        (
+            step,
+            stored_token,
+            encrypt_secret(secret),
+            user["id"],
+            user["twofa_secret"],
+            user["password"],  # unchanged since bcrypt checked it
+            step,
+        ),
+    ):
+        return None
+    clear_failures(cursor, user["username"])
+    return {}
+
+
+def use_recovery_code_at_login(cursor, user, code, stored_token):
+    """The row lock holds off a password change racing this login (bcrypt checked the
+    password that is still there); the code is marked used atomically. Database work only
+    (it may run twice)."""
+    if not cursor.execute(
+        "SELECT id FROM users WHERE id = %s AND password = %s FOR UPDATE",
+        (user["id"], user["password"]),
+    ) or not use_recovery_code(cursor, user["id"], code):
+        return None
+    # Any login closes enrolment: whoever has the password and a recovery code must not be
+    # able to fetch the TOTP secret afterwards.
+    cursor.execute(
+        "UPDATE users SET last_token = %s, enrolment_until = NULL WHERE id = %s",
+        (stored_token, user["id"]),
+    )
+    clear_failures(cursor, user["username"])
+    return {"recovery_codes_remaining": remaining_recovery_codes(cursor, user["id"])}
+
+
+def rehash_if_needed(user, password):
+    """A v1 hash, or another cost than BCRYPT_ROUNDS: replaced now that the password is
+    known, unless it changed meanwhile."""
     if needs_rehash(user["password"]):
-        # A v1 hash, or another cost than BCRYPT_ROUNDS: replaced now that the password is
-        # known, unless it changed meanwhile.
         execute(
             "UPDATE users SET password = %s WHERE id = %s AND password = %s",
             (hash_password(password), user["id"], user["password"]),
         )
-    return body | {"expires_in": current_app.config["JWT_EXPIRES_SECONDS"]}
 
 
 @bp.post("/logout")

@@ -25,7 +25,7 @@ def get_me():
         (g.user["id"],),
     )
     if not rows:  # deleted since the token check
-        return invalid_token("revoked", g.user["username"])
+        raise invalid_token("revoked", g.user["username"])
     row = rows[0]
     return {
         "id": row["id"],

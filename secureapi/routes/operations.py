@@ -17,12 +17,12 @@ from flask.cli import with_appcontext
 from limits.storage import storage_from_string
 
 from secureapi.core import metrics
+from secureapi.core.refusals import Unavailable
 from secureapi.data.database import init_command, tls_options
 from secureapi.data.idempotency import purge_expired
 from secureapi.security.lockout import purge_stale_rows
 from secureapi.security.rate_limits import limiter
 from secureapi.security.tokens import bearer_token_matches
-from secureapi.web.errors import error_response
 
 bp = Blueprint("operations", __name__)
 log = logging.getLogger(__name__)
@@ -134,11 +134,7 @@ def readyz():
     wait(running.values(), timeout=READINESS_SECONDS)  # all at once: one second in all
     down = [name for name, future in running.items() if not (future.done() and future.result())]
     if down:
-        return error_response(
-            503,
-            f"Not ready: the {' and the '.join(down)} did not answer in time.",
-            {"Retry-After": "5"},
-        )
+        raise Unavailable(f"Not ready: the {' and the '.join(down)} did not answer in time.")
     return {"status": "ready"}
 
 

@@ -5,7 +5,9 @@ from decimal import Decimal
 
 from flask import Blueprint, current_app, g, request, url_for
 
+from secureapi.core.refusals import NotFound, PreconditionFailed, ValidationError
 from secureapi.core.validation import (
+    MAX_PRICE,
     has_control_characters,
     has_format_characters,
     json_object,
@@ -17,18 +19,16 @@ from secureapi.data.database import execute, in_transaction, query, utc_iso
 from secureapi.data.idempotency import idempotency_key
 from secureapi.data.search import find_page, next_parameters, product_search
 from secureapi.data.words import index_words
+from secureapi.routes.pagination import page
 from secureapi.security.audit import audit
 from secureapi.security.rate_limits import limiter
 from secureapi.security.tokens import token_required
 from secureapi.web.conditional import etag, not_modified, precondition_fails, write_condition
-from secureapi.web.errors import ValidationError, error_response
-from secureapi.web.pagination import page
 
 bp = Blueprint("products", __name__)
 
 PRODUCT_FIELDS = ("name", "description", "price", "quantity")
 PRODUCT_COLUMNS = "id, name, description, price, quantity, version, created_at, updated_at"
-MAX_PRICE = Decimal("99999999.99")
 CENT = Decimal("0.01")
 MAX_QUANTITY = 2_147_483_647
 
@@ -157,7 +157,7 @@ def texts(row):
 
 
 def product_not_found():
-    return error_response(404, "No product has that id.")
+    return NotFound("No product has that id.")
 
 
 @bp.post("/product")
@@ -186,13 +186,14 @@ def create_product():
         response = product_response(row, body | {"product": product_json(row)}, 201)
         response.headers["Location"] = url_for("products.get_product", product_id=row["id"])
         if key is not None:
-            idempotency.remember(cursor, key, response)
+            answer = idempotency.Answer(201, response.get_data(), dict(response.headers))
+            idempotency.remember(cursor, key, answer)
         return response, row["id"]
 
     response, product_id = in_transaction(create)
-    if product_id is None:
-        idempotency.audit_replay(response)
-        return response
+    if product_id is None:  # after the transaction, which a conflict may run again
+        audit("idempotent_replay", g.user["username"], status=response.status)
+        return replayed(response)
     audit("product_created", g.user["username"], product_id=product_id)
     if key is not None:  # after the commit: no lock on other users' keys in our transaction
         idempotency.purge_a_few()
@@ -212,9 +213,9 @@ def list_products():
 def get_product(product_id):
     row = fetch_product(product_id)
     if row is None:
-        return product_not_found()
+        raise product_not_found()
     if precondition_fails(row["version"]):
-        return precondition_failed()
+        raise precondition_failed()
     if not_modified(row["version"]):
         return current_app.response_class(status=304, headers={"ETag": etag(row["version"])})
     return product_response(row, product_json(row))
@@ -245,7 +246,7 @@ def update_product(product_id):
 
     updated, row = in_transaction(update)
     if not updated:
-        return product_not_found() if row is None else precondition_failed()
+        raise product_not_found() if row is None else precondition_failed()
     audit("product_updated", g.user["username"], product_id=product_id, fields=sorted(changes))
     return product_response(row, {"message": "Product updated", "product": product_json(row)})
 
@@ -260,18 +261,26 @@ def delete_product(product_id):
         (product_id, *versions),
     )
     if not deleted:
-        return product_not_found() if fetch_product(product_id) is None else precondition_failed()
+        raise product_not_found() if fetch_product(product_id) is None else precondition_failed()
     audit("product_deleted", g.user["username"], product_id=product_id)
     return {"message": "Product deleted"}
 
 
 def precondition_failed():
-    return error_response(
-        412,
+    return PreconditionFailed(
         "The product's current ETag is not in If-Match (or is in If-None-Match): it has"
         " changed since it was read, or the tag lost its quotes (send it as it came, e.g."
         ' "3"). Fetch it again, then retry.',
     )
+
+
+def replayed(answer):
+    """The first answer to an Idempotency-Key, sent again."""
+    response = current_app.response_class(
+        answer.body, answer.status, answer.headers, mimetype="application/json"
+    )
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def product_response(row, body, status=200):

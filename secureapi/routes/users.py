@@ -7,18 +7,17 @@ import sys
 
 import click
 import qrcode
-from flask import Blueprint, abort, g
+from flask import Blueprint, g
 from flask.cli import with_appcontext
 
+from secureapi.core.refusals import Conflict, NotFound, Refused, ValidationError
 from secureapi.core.validation import json_object, refuse_unknown_fields
 from secureapi.data.database import in_transaction, query
+from secureapi.routes.pagination import page, page_parameters
 from secureapi.security.accounts import (
-    LAST_ADMIN,
-    UsernameTaken,
     account_json,
     create_account,
     delete_account,
-    is_last_admin,
     lock_enabled_admins,
     refuse_last_admin,
     validate_role,
@@ -29,8 +28,6 @@ from secureapi.security.lockout import unlock
 from secureapi.security.passwords import validate_new_password
 from secureapi.security.tokens import token_required
 from secureapi.security.two_factor import otpauth_uri, reset_secret
-from secureapi.web.errors import ValidationError, error_response
-from secureapi.web.pagination import page, page_parameters
 
 bp = Blueprint("users", __name__)
 
@@ -59,14 +56,14 @@ def validate_user_changes(data):
 
 
 def locked_user(cursor, user_id):
-    """The user's row, locked for the transaction; 404 (as an abort) if there is none."""
+    """The user's row, locked for the transaction; NotFound if there is none."""
     # The enabled admins' rows first, then the user's: every admin change takes its locks in
     # this order, so two racing changes wait for each other instead of deadlocking.
     lock_enabled_admins(cursor)
     cursor.execute(f"{SELECT_USERS} WHERE users.id = %s FOR UPDATE", (user_id,))  # noqa: S608
     user = cursor.fetchone()
     if user is None:
-        abort(error_response(404, "No user has that id."))
+        raise NotFound("No user has that id.")
     return user
 
 
@@ -85,7 +82,9 @@ def list_users():
 @token_required("admin")
 def get_user(user_id):
     rows = query(f"{SELECT_USERS} WHERE users.id = %s", (user_id,))  # noqa: S608
-    return account_json(rows[0]) if rows else error_response(404, "No user has that id.")
+    if not rows:
+        raise NotFound("No user has that id.")
+    return account_json(rows[0])
 
 
 @bp.patch("/users/<id:user_id>")
@@ -138,7 +137,7 @@ def reset_user_two_factor(user_id):
     """For a user who lost both phone and recovery codes: the QR code opens again to their
     own password, and nobody, the admin included, sees the new secret."""
     if user_id == g.user["id"]:
-        return error_response(409, "Reset your own two-factor with POST /2fa/reset.")
+        raise Conflict("Reset your own two-factor with POST /2fa/reset.")
 
     def reset(cursor):
         user = locked_user(cursor, user_id)
@@ -179,10 +178,8 @@ def create_user_command(username, role, as_json):
         validate_role(role)
         password = validate_new_password(read_password(), username=username)
         _, secret, codes = create_account(username, password, role)
-    except ValidationError as error:
-        raise click.ClickException(error.message) from None
-    except UsernameTaken:
-        raise click.ClickException("That username is already taken.") from None
+    except Refused as refusal:  # the API's own rules and messages
+        raise click.ClickException(refusal.message) from None
     uri = otpauth_uri(username, secret)
     audit("register", username, role=role, by="cli")
     if as_json:
@@ -205,10 +202,6 @@ def create_user_command(username, role, as_json):
 @with_appcontext
 def set_role_command(username, role):
     """Give a user a role, e.g. when no admin can log in any more."""
-    try:
-        validate_role(role)
-    except ValidationError as error:
-        raise click.ClickException(error.message) from None
 
     def set_role(cursor):
         lock_enabled_admins(cursor)  # first, as every admin change does
@@ -218,12 +211,16 @@ def set_role_command(username, role):
         )
         user = cursor.fetchone()
         if user is None:
-            raise click.ClickException(f"No user is called {username!r}.")
-        if role != "admin" and is_last_admin(cursor, user):
-            raise click.ClickException(LAST_ADMIN)
+            raise NotFound(f"No user is called {username!r}.")
+        if role != "admin":
+            refuse_last_admin(cursor, user)  # the rule PATCH /users/<id> applies
         cursor.execute("UPDATE users SET role = %s WHERE id = %s", (role, user["id"]))
         return user
 
-    user = in_transaction(set_role)
+    try:
+        validate_role(role)
+        user = in_transaction(set_role)
+    except Refused as refusal:
+        raise click.ClickException(refusal.message) from None
     audit("user_updated", None, user=user["username"], role=role, by="cli")
     click.echo(f"{user['username']} is now {role}.")

@@ -4,8 +4,9 @@ call these; no HTTP route lives here."""
 
 import MySQLdb
 import pyotp
-from flask import abort, g
+from flask import g
 
+from secureapi.core.refusals import Conflict, Forbidden, LastAdmin, ValidationError
 from secureapi.core.validation import USERNAME_PATTERN, require_text
 from secureapi.data.database import in_transaction, utc_iso
 from secureapi.security.audit import audit
@@ -19,14 +20,13 @@ from secureapi.security.two_factor import (
     use_otp,
     use_recovery_code,
 )
-from secureapi.web.errors import ValidationError, error_response
 
 REAUTHENTICATION_FAILED = "The password, one-time code or recovery code is incorrect."
-LAST_ADMIN = "This is the last enabled admin: promote or enable another admin first."
 
 
-class UsernameTaken(Exception):
-    pass
+class UsernameTaken(Conflict):
+    def __init__(self):
+        super().__init__("That username is already taken.")
 
 
 def validate_username(username):
@@ -62,7 +62,7 @@ def create_account(username, password, role):
         # rerun then meets the other row and answers "taken" like any duplicate.
         return in_transaction(insert)
     except MySQLdb.IntegrityError:
-        raise UsernameTaken(username) from None
+        raise UsernameTaken() from None
 
 
 def account_json(row):
@@ -106,9 +106,12 @@ def is_last_admin(cursor, user):
 
 
 def refuse_last_admin(cursor, user):
+    """Raise LastAdmin if taking `user` out of the enabled admins would leave none (for
+    the API and the CLI alike; the CLI has no g.user)."""
     if is_last_admin(cursor, user):
-        audit("last_admin_refused", g.user["username"], user=user["username"])
-        abort(error_response(409, LAST_ADMIN))
+        actor = g.user["username"] if "user" in g else None
+        audit("last_admin_refused", actor, user=user["username"])
+        raise LastAdmin()
 
 
 def delete_account(cursor, user):
@@ -130,34 +133,28 @@ class WrongFactor(Exception):
     it, so the refusal is logged and counted once and not rolled back)."""
 
 
-class TokenRevoked(Exception):
-    """The token stopped being current while the password was being checked."""
-
-
 def reauthenticated(data, password_field, change, may_remove_admin=False):
     """Run change(cursor) in a transaction in which the token holder has just proven both
     factors again: the password in `password_field`, and a one-time code or recovery code,
     which is consumed if the change commits (ASVS 5.0 V7.5.1); return what change returned.
     A stolen token alone changes nothing. Failures count toward the lockout like failed
-    logins and abort with 403 (or 429 while locked). g.user is read again under lock; with
-    may_remove_admin the admins' locks are taken first (see lock_enabled_admins). change may
-    run more than once (see db.in_transaction)."""
+    logins and raise Forbidden (or the lockout's refusal while locked). g.user is read
+    again under lock; with may_remove_admin the admins' locks are taken first (see
+    lock_enabled_admins). change may run more than once (see database.in_transaction)."""
     password = require_text(data, password_field)
     field, code = second_factor(data)
     username = g.user["username"]
-    refusal, lockout = claim_attempt(username)
-    if refusal:
-        abort(refusal)
+    lockout = claim_attempt(username)
     if not check_password(password, g.user["password"]):
         refuse("reauthentication_failed", username, lockout, reason="bad_password")
-        abort(error_response(403, REAUTHENTICATION_FAILED))
+        raise Forbidden(REAUTHENTICATION_FAILED)
 
     def verify_then_change(cursor):
         if may_remove_admin:
             lock_enabled_admins(cursor)
         user = lock_token_holder(cursor)
         if user is None:
-            raise TokenRevoked
+            raise invalid_token("revoked", username)
         used = use_otp if field == "otp" else use_recovery_code
         if not used(cursor, user["id"], code):
             raise WrongFactor
@@ -169,14 +166,12 @@ def reauthenticated(data, password_field, change, may_remove_admin=False):
         result = in_transaction(verify_then_change)
         audit("reauthenticated", username, method=field)
         return result
-    except TokenRevoked:
-        abort(invalid_token("revoked", username))
     except WrongFactor:
         wrong_factor = True
         # After the rollback: inside the transaction, the hard lock it may set would be
         # rolled back with it.
         refuse("reauthentication_failed", username, lockout, reason=f"bad_{field}")
-        abort(error_response(403, REAUTHENTICATION_FAILED))
+        raise Forbidden(REAUTHENTICATION_FAILED) from None
     finally:
         if not wrong_factor:
             # The password was right: give the attempt back, even if the token was revoked

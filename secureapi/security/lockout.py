@@ -16,12 +16,11 @@ from flask import current_app, request
 
 from config import now
 from secureapi.core import metrics
+from secureapi.core.refusals import AccountLocked, ClientLockedOut
 from secureapi.core.validation import USERNAME_PATTERN
 from secureapi.data.database import execute, in_transaction, query
 from secureapi.security.audit import audit
-from secureapi.web.errors import error_response
 
-HARD_LOCKED = "This account is locked after too many failed attempts; an admin can unlock it."
 # Every PURGE_EVERY-th attempt a process counts also trims up to PURGE_BATCH stale rows of
 # each table, so a flood of made-up usernames cannot grow them without bound even where no
 # cron job runs `flask purge`: a flood adds at most two rows per attempt, and is trimmed
@@ -62,10 +61,10 @@ def claim_attempt(account):
     """Count a password or code attempt as failed before checking it (a success gives it
     back), so that concurrent guesses cannot all slip in before the lockout starts.
 
-    Returns (refusal, lockout): a 429/403 to send now, or else the lockout in seconds that
-    this attempt starts for this client if it fails (0 for none)."""
+    Returns the lockout in seconds that this attempt starts for this client if it fails
+    (0 for none); raises AccountLocked (403) or ClientLockedOut (429) to refuse it now."""
     if account is None:
-        return None, 0  # no such account can exist, and nothing is stored for it
+        return 0  # no such account can exist, and nothing is stored for it
     config = current_app.config
     client = client_key()
 
@@ -116,15 +115,11 @@ def claim_attempt(account):
     # Attempts still being checked count already: at the limit, wait for them.
     if account_row["locked"] or account_row["failures"] >= config["LOGIN_HARD_LOCK_FAILURES"]:
         audit("login_locked", account, hard=True)
-        return error_response(403, HARD_LOCKED), 0
+        raise AccountLocked()
     if retry_after > 0:
         audit("login_locked", account, retry_after=retry_after)
-        return error_response(
-            429,
-            f"Too many failed attempts from this client; try again in {retry_after} seconds.",
-            {"Retry-After": str(retry_after)},
-        ), 0
-    return None, lockout
+        raise ClientLockedOut(retry_after)
+    return lockout
 
 
 def give_back_attempt(account):

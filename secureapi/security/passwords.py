@@ -11,8 +11,8 @@ import bcrypt
 import zxcvbn
 from flask import current_app
 
+from secureapi.core.refusals import ValidationError
 from secureapi.core.validation import has_control_characters
-from secureapi.web.errors import ValidationError
 
 MAX_PASSWORD_CHARACTERS = 256
 # bcrypt sees at most 72 bytes: hash the password first (base64 of SHA-256 is 44 bytes, no

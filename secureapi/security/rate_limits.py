@@ -1,5 +1,6 @@
 """Per-client rate limits (Flask-Limiter): the unbound extension, the audit line each
-refusal writes, and the 429 it answers. The limits are RATELIMIT_* settings (config.py)."""
+refusal writes, and when a refused client may come back. The limits are RATELIMIT_*
+settings (config.py)."""
 
 import math
 import time
@@ -10,7 +11,6 @@ from flask_limiter.util import get_remote_address
 
 from secureapi.core import metrics
 from secureapi.security.audit import audit
-from secureapi.web.errors import error_response
 
 
 def audit_rate_limited(limit):
@@ -42,17 +42,11 @@ def skip_unlimited_routes(app):
         hooks[None] = [hook for hook in hooks.get(None, []) if not added_by_limiter(hook)]
 
 
-def handle_rate_limited(error):
-    """Flask-Limiter's own headers are off (they went on every response, and overrode the
-    lockout's Retry-After): the 429 says when to come back, in the header and the text."""
+def rate_limit_retry_after():
+    """Seconds until the limit the request broke lets it in again (errors.py's 429)."""
     limit = limiter.current_limit
     if limit is None:
-        retry_after = 60
-    else:  # reset_at is rounded up to a whole second: never say more than the window
-        window = limit.limit.get_expiry()
-        retry_after = min(window, max(1, math.ceil(limit.reset_at - time.time())))
-    return error_response(
-        429,
-        f"Too many requests from this client; try again in {retry_after} seconds.",
-        {"Retry-After": str(retry_after)},
-    )
+        return 60
+    # reset_at is rounded up to a whole second: never say more than the window.
+    window = limit.limit.get_expiry()
+    return min(window, max(1, math.ceil(limit.reset_at - time.time())))

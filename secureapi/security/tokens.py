@@ -7,18 +7,17 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 
 import jwt
 from flask import current_app, g, request
 from flask.sessions import SessionInterface
 from jwt.algorithms import HMACAlgorithm
 
+from config import now
+from secureapi.core.refusals import InsufficientRole, InvalidToken, MissingToken
 from secureapi.data.database import query
 from secureapi.security.audit import audit
-from secureapi.web.errors import error_response
 
-BEARER_REALM = 'Bearer realm="SecureAPI"'
 # Each role may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
 
@@ -62,7 +61,7 @@ def token_digest(token):
 
 
 def issue_token(user_id):
-    issued_at = int(time.time())
+    issued_at = int(now())  # the app's clock, which tests move instead of sleeping
     config = current_app.config
     claims = {
         "iss": config["JWT_ISSUER"],
@@ -77,12 +76,9 @@ def issue_token(user_id):
 
 
 def invalid_token(reason, username=None):
+    """The refusal to raise for a token that does not (or no longer) let its holder in."""
     audit("token_refused", username, reason=reason)
-    return error_response(
-        401,
-        "The access token is invalid, expired or revoked; log in again.",
-        {"WWW-Authenticate": f'{BEARER_REALM}, error="invalid_token"'},
-    )
+    return InvalidToken()
 
 
 def token_required(role):
@@ -95,15 +91,9 @@ def token_required(role):
         @functools.wraps(view)
         def wrapped(**kwargs):
             user = token_holder()
-            if not isinstance(user, dict):
-                return user  # the refusal
             if ROLES.index(user["role"]) < needed:
                 audit("forbidden", user["username"], needed=role, role=user["role"])
-                return error_response(
-                    403,
-                    f"This needs the {role} role or higher; this account is a {user['role']}.",
-                    {"WWW-Authenticate": f'{BEARER_REALM}, error="insufficient_scope"'},
-                )
+                raise InsufficientRole(role, user["role"])
             g.user = user
             return view(**kwargs)
 
@@ -113,27 +103,23 @@ def token_required(role):
 
 
 def token_holder():
-    """The users row of the request's token holder, or the 401 to send."""
+    """The users row of the request's token holder; else raises the 401."""
     header = request.headers.get("Authorization")
     if not header:
         audit("token_refused", None, reason="missing")
-        return error_response(
-            401,
-            "An access token is required (Authorization: Bearer <token>).",
-            {"WWW-Authenticate": BEARER_REALM},
-        )
+        raise MissingToken()
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token or " " in token:
-        return invalid_token("malformed")
+        raise invalid_token("malformed")
     config = current_app.config
     try:
         subject, digest = verified_token(
             token, config["SECRET_KEY"], config["JWT_ISSUER"], config["JWT_AUDIENCE"]
         )
     except jwt.ExpiredSignatureError:
-        return invalid_token("expired")
+        raise invalid_token("expired") from None
     except jwt.InvalidTokenError:
-        return invalid_token("invalid")
+        raise invalid_token("invalid") from None
     rows = query(
         "SELECT id, username, password, last_token, role, disabled FROM users WHERE id = %s",
         (subject,),
@@ -145,9 +131,9 @@ def token_holder():
         or not rows[0]["last_token"]
         or not hmac.compare_digest(rows[0]["last_token"], digest)
     ):
-        return invalid_token("revoked", rows[0]["username"] if rows else None)
+        raise invalid_token("revoked", rows[0]["username"] if rows else None)
     if rows[0]["disabled"]:
-        return invalid_token("disabled", rows[0]["username"])
+        raise invalid_token("disabled", rows[0]["username"])
     return rows[0]
 
 
@@ -155,10 +141,10 @@ def verified_token(token, key, issuer, audience):
     """The subject and digest of a token this API issued, signed with `key`, unexpired; else
     jwt.InvalidTokenError. Its times are checked on every call, the rest once per token."""
     subject, digest, expires, issued, not_before = checked_token(token, key, issuer, audience)
-    now = time.time()
-    if expires <= now:
+    current = now()
+    if expires <= current:
         raise jwt.ExpiredSignatureError("Signature has expired")
-    if issued > now or not_before > now:
+    if issued > current or not_before > current:
         raise jwt.ImmatureSignatureError("The token is not yet valid")
     return subject, digest
 
@@ -177,7 +163,14 @@ def checked_token(token, key, issuer, audience):
         algorithms=["HS256"],  # pinned: no "none", no algorithm confusion
         issuer=issuer,
         audience=audience,
-        options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        # Its times are checked by verified_token against the app's clock (config.now), on
+        # every request; here only that they are integers, as PyJWT would.
+        options={
+            "require": ["exp", "iat", "sub", "iss", "aud"],
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+        },
     )
     # The header is signed too, so after the signature check it can be trusted.
     if decoded["header"].get("typ") != "at+jwt":
@@ -186,9 +179,11 @@ def checked_token(token, key, issuer, audience):
     subject = payload["sub"]
     if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
         raise jwt.InvalidTokenError("not a user id")
-    # As PyJWT compares them (it has checked that each is an integer); a tuple, which no
-    # caller can change in the cache.
-    times = (int(payload["exp"]), int(payload["iat"]), int(payload.get("nbf", 0)))
+    # As PyJWT reads them; a tuple, which no caller can change in the cache.
+    try:
+        times = (int(payload["exp"]), int(payload["iat"]), int(payload.get("nbf", 0)))
+    except (ValueError, TypeError, OverflowError):
+        raise jwt.InvalidTokenError("exp, iat and nbf must be integers") from None
     return subject, token_digest(token), *times
 
 

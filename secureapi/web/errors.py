@@ -1,5 +1,10 @@
 """Every error answer (RFC 9457 problem+json) and the hooks every response passes through:
-request ids, the body-size limit, security headers. No route and no business rule here."""
+request ids, the body-size limit, security headers. No route and no business rule here.
+
+The one error flow: rules raise a Refused (secureapi/core/refusals.py) and handle_refused
+answers it; Werkzeug's own errors (no such route, wrong method, body too large), a rate
+limit, a database outage and anything unexpected have a handler each below. Only this
+module and the blueprints build responses."""
 
 import logging
 import uuid
@@ -7,7 +12,9 @@ import uuid
 from flask import abort, current_app, g, jsonify, request
 
 from secureapi.core import metrics
+from secureapi.core.refusals import UnsupportedMediaType
 from secureapi.data.database import forget_connection
+from secureapi.security.rate_limits import rate_limit_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +44,6 @@ HTTP_ERROR_MESSAGES = {
 }
 
 
-class ValidationError(Exception):
-    """Bad input from the client; becomes a 400 with this message."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
-
-
 def error_response(status, message, headers=None):
     """The one builder of error bodies: RFC 9457 problem details plus `message`."""
     response = jsonify(
@@ -61,8 +60,19 @@ def error_response(status, message, headers=None):
     return response
 
 
-def handle_validation_error(error):
-    return error_response(400, error.message)
+def handle_refused(refusal):
+    return error_response(refusal.status, refusal.message, refusal.headers)
+
+
+def handle_rate_limited(error):
+    """Flask-Limiter's own headers are off (they went on every response, and overrode the
+    lockout's Retry-After): the 429 says when to come back, in the header and the text."""
+    retry_after = rate_limit_retry_after()
+    return error_response(
+        429,
+        f"Too many requests from this client; try again in {retry_after} seconds.",
+        {"Retry-After": str(retry_after)},
+    )
 
 
 def handle_http_error(error):
@@ -97,8 +107,8 @@ def refuse_oversized_body():
     compressed one (the size limit, and every check, would apply to the compressed bytes)."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding != "identity":
-        return error_response(
-            415, "Content-Encoding is not supported: send the body uncompressed (identity)."
+        raise UnsupportedMediaType(
+            "Content-Encoding is not supported: send the body uncompressed (identity)."
         )
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None:

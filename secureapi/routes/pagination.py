@@ -1,11 +1,9 @@
 """Keyset pagination for list routes: the limit and after parameters, and a page that stops
 at `limit` rows or before MAX_PAGE_BYTES of JSON, with a Link to the rest (RFC 8288)."""
 
-import re
-
 from flask import current_app, request, url_for
 
-from secureapi.web.errors import ValidationError
+from secureapi.core.validation import validate_cursor, validate_limit
 from secureapi.web.json_provider import COMPACT
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 1,000 long descriptions would be 64 MiB
@@ -14,22 +12,6 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 1,000 long descriptions would be 6
 def page_parameters():
     """(limit, after) from the query string: rows per page, and the last id already seen."""
     return validate_limit(request.args.get("limit")), validate_cursor(request.args.get("after"))
-
-
-def validate_limit(value):
-    if value is None:
-        return 100
-    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= 1000:
-        raise ValidationError("'limit' must be an integer from 1 to 1000.")
-    return int(value)
-
-
-def validate_cursor(value):
-    if value is None:
-        return 0
-    if not re.fullmatch(r"[0-9]{1,10}", value):
-        raise ValidationError("'after' must be an id from a previous page's Link.")
-    return int(value)
 
 
 def page(rows, limit, to_json, next_parameters=lambda row: {"after": row["id"]}):
