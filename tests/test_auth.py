@@ -17,7 +17,7 @@ from PIL import Image
 
 from app import create_app
 from secureapi.security.passwords import dummy_password_hash
-from secureapi.security.tokens import checked_hmac_key, token_digest
+from secureapi.security.tokens import token_digest
 from tests.conftest import PASSWORD, TEST_SECRET_KEY, app_config, post_concurrently, sql
 
 # --- /register ----------------------------------------------------------------------------
@@ -409,16 +409,15 @@ def test_token_signed_with_key_but_not_issued_by_login_is_refused(client, auth, 
     assert client.get("/products", headers=bearer(token)).status_code == 401
 
 
-def test_the_signing_key_is_checked_once_not_per_token(client, auth, monkeypatch):
-    # PyJWT checks a key each time it is handed one (no public key as an HMAC secret);
-    # tokens.HS256KeyCheckedOnce does it once per key, and the check itself stays.
+def test_pyjwt_checks_a_token_once_not_per_request(client, auth, monkeypatch):
+    # PyJWT checks the key each time it is handed one (no public key as an HMAC secret); the
+    # per-token cache (tokens.checked_token) hands it over once per token, and the check stays.
+    token = auth.token()
     checked = []
     check = HMACAlgorithm.prepare_key
     monkeypatch.setattr(
         HMACAlgorithm, "prepare_key", lambda self, key: checked.append(key) or check(self, key)
     )
-    checked_hmac_key.cache_clear()
-    token = auth.token()
     for _ in range(3):
         assert client.get("/products", headers=bearer(token)).status_code == 200
     assert checked == [TEST_SECRET_KEY]

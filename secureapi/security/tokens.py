@@ -11,7 +11,6 @@ import secrets
 import jwt
 from flask import current_app, g, request
 from flask.sessions import SessionInterface
-from jwt.algorithms import HMACAlgorithm
 
 from config import now
 from secureapi.core.refusals import InsufficientRole, InvalidToken, MissingToken
@@ -20,28 +19,6 @@ from secureapi.security.audit import audit
 
 # Each role may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
-
-
-class HS256KeyCheckedOnce(HMACAlgorithm):
-    """HS256 that checks each key once, not on every token. Whenever it is handed a key,
-    PyJWT makes sure that it is no public key, certificate or JWK (which must never serve
-    as an HMAC secret): that costs about a quarter of a token's whole check, and the key is
-    always the app's own SECRET_KEY."""
-
-    def __init__(self):
-        super().__init__(HMACAlgorithm.SHA256)
-
-    def prepare_key(self, key):
-        return checked_hmac_key(key)
-
-
-@functools.lru_cache(maxsize=16)
-def checked_hmac_key(key):
-    return HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(key)
-
-
-jwt.unregister_algorithm("HS256")
-jwt.register_algorithm("HS256", HS256KeyCheckedOnce())
 
 
 class NoCookieSessions(SessionInterface):
