@@ -38,8 +38,18 @@ def skip_unlimited_routes(app):
     def added_by_limiter(hook):  # its bound methods, and a partial(method, limiter)
         return limiter in (getattr(hook, "__self__", None), *getattr(hook, "args", ()))
 
+    # Flask-Limiter's private shape (4.x: an enabled Limiter's init_app adds one hook of
+    # each kind, a disabled one none): if an upgrade changes it, refuse to start rather
+    # than leave its hooks on, or take ours off.
+    expected = 1 if app.config["RATELIMIT_ENABLED"] else 0
     for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
-        hooks[None] = [hook for hook in hooks.get(None, []) if not added_by_limiter(hook)]
+        kept = [hook for hook in hooks.get(None, []) if not added_by_limiter(hook)]
+        if len(hooks.get(None, [])) - len(kept) != expected:
+            raise RuntimeError(
+                "Flask-Limiter's request hooks are not what skip_unlimited_routes knows:"
+                " check secureapi/security/rate_limits.py against the installed version."
+            )
+        hooks[None] = kept
 
 
 def rate_limit_retry_after():
