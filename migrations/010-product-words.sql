@@ -4,7 +4,7 @@
 -- a page stops after its 100 entries however many products have the word; the FULLTEXT index
 -- it replaces handed over every match before the page could be sorted. 011 fills it in.
 -- Instances of the previous version answer `q` with an error once this has run: restart them
--- with this version right after init-db (README: Upgrading).
+-- with this version right after init-db (docs/operations.md: Upgrading).
 CREATE TABLE IF NOT EXISTS product_words (
     product_id INT UNSIGNED NOT NULL,
     -- No pad: 'a' and 'a ' are two words (never written, but never equal either).
