@@ -52,11 +52,16 @@ def openapi_json(path, modified):
     return json.dumps(document).encode()
 
 
-@functools.cache
 def assets_version():
+    files = tuple(os.path.join(folder, name) for name, folder in sorted(DOCS_ASSETS.items()))
+    return assets_digest(tuple((path, os.stat(path).st_mtime_ns) for path in files))
+
+
+@functools.lru_cache(maxsize=4)  # once per set of files and their modification times
+def assets_digest(files):
     digest = hashlib.sha256()
-    for name, folder in sorted(DOCS_ASSETS.items()):
-        with open(os.path.join(folder, name), "rb") as f:
+    for path, _ in files:
+        with open(path, "rb") as f:
             digest.update(hashlib.sha256(f.read()).digest())
     return digest.hexdigest()[:16]
 
