@@ -1,53 +1,48 @@
-"""Fixtures: a real MariaDB database created for the test run and dropped after it."""
+"""Fixtures and hooks only (the helpers are in tests/support.py): a real MariaDB database
+created for the test run and dropped after it, the app, its clients, and the test lanes."""
 
-import base64
-import json
-import re
-import threading
-import time
+import os
+import shutil
+import tempfile
 import uuid
 
 import MySQLdb
-import pyotp
 import pytest
 
 from app import create_app
-from config import Config
 from secureapi.data.database import init_db
+from tests.support import AuthActions, Clock, PrivateMariaDB, app_config, connect, server_settings
 
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
-PASSWORD = "correct horse battery staple"
-# Fixed, not generated: tests import this module under two names.
-TEST_TOTP_KEY = base64.urlsafe_b64encode(b"test-only-totp-encryption-key-32").decode()
-TEST_RECOVERY_CODE_KEY = "test-only-recovery-code-key-that-is-long-enough"
+# --- Lanes: make test-fast runs `-m "unit or db"`, make test runs them all ------------------
 
-
-def server_settings():
-    return {
-        key: getattr(Config, key)
-        for key in (
-            "MYSQL_HOST",
-            "MYSQL_PORT",
-            "MYSQL_USER",
-            "MYSQL_PASSWORD",
-            "MYSQL_CONNECT_TIMEOUT",
-        )
-    }
+LANES = ("unit", "db", "system", "cluster", "clients", "container")
 
 
-def connect(database=None):
-    settings = server_settings()
-    kwargs = {"db": database} if database else {}
-    return MySQLdb.connect(
-        host=settings["MYSQL_HOST"],
-        port=settings["MYSQL_PORT"],
-        user=settings["MYSQL_USER"],
-        password=settings["MYSQL_PASSWORD"],
-        charset="utf8mb4",
-        autocommit=True,
-        cursorclass=MySQLdb.cursors.DictCursor,
-        **kwargs,
-    )
+def pytest_collection_modifyitems(config, items):
+    """Every test in a lane. A test marked with a lane (system, cluster, clients...) keeps
+    it; any other is `db` if it reaches the database fixture, else `unit`. (A test that talks
+    to MariaDB without that fixture says `db` itself: unit tests cannot connect.)"""
+    for item in items:
+        marked = {mark.name for mark in item.iter_markers() if mark.name in LANES}
+        uses_database = "database" in getattr(item, "fixturenames", ())
+        if "unit" in marked and uses_database:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses the database")
+        if not marked:
+            item.add_marker("db" if uses_database else "unit")
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_open_no_connection(request, monkeypatch):
+    """The unit lane runs where no MariaDB may be: a unit test that connects fails here."""
+    if request.node.get_closest_marker("unit"):
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("a unit test opened a database connection: mark it db")
+
+        monkeypatch.setattr(MySQLdb, "connect", refuse)
+
+
+# --- The database ----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -73,70 +68,33 @@ def db(database):
     connection.close()
 
 
-def next_link(response):
-    """The path and query of a list page's `Link: <...>; rel="next"`, or None on the last."""
-    link = response.headers.get("Link")
-    if link is None:
-        return None
-    match = re.fullmatch(r'<(/products\?[^>]+)>; rel="next"', link)
-    assert match, link
-    return match.group(1)
+@pytest.fixture(scope="module")
+def private_db():
+    """A mariadbd of our own on the `outage` database, which tests may stop, freeze and
+    kill (tests/test_resilience.py, tests/test_operations.py)."""
+    if os.geteuid() != 0 or not shutil.which("mariadbd"):
+        pytest.skip("needs root and mariadbd to run a private database server")
+    # Not under pytest's tmp_path: mariadbd runs as mysql and cannot enter root's 0700 folder.
+    directory = tempfile.mkdtemp(prefix="secureapi-mariadb-")
+    server = PrivateMariaDB(directory)
+    server.start()
+    init_db(
+        {
+            "MYSQL_HOST": "127.0.0.1",
+            "MYSQL_PORT": server.port,
+            "MYSQL_USER": "root",
+            "MYSQL_PASSWORD": "",
+            "MYSQL_CONNECT_TIMEOUT": 2,
+            "MYSQL_DB": "outage",
+        }
+    )
+    yield server
+    if server.process.poll() is not None:
+        server.stop()
+    shutil.rmtree(directory)
 
 
-def sql(db, statement, args=()):
-    cursor = db.cursor()
-    cursor.execute(statement, args)
-    return cursor.fetchall()
-
-
-class Clock:
-    """A clock the tests move by hand, so lockout periods pass without sleeping."""
-
-    def __init__(self):
-        self.offset = 0.0
-
-    def __call__(self):
-        return time.time() + self.offset
-
-    def advance(self, seconds):
-        self.offset += seconds
-
-
-def app_config(database, **overrides):
-    return {
-        "TESTING": True,
-        "MYSQL_DB": database,
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
-        "RECOVERY_CODE_KEY": TEST_RECOVERY_CODE_KEY,
-        "BCRYPT_ROUNDS": 4,  # fast tests; production default stays 12
-        "RATELIMIT_ENABLED": False,  # tests/test_abuse.py turns it on where it is tested
-    } | overrides
-
-
-def at_once(*calls):
-    """The results of calls released at the same moment, each in its own thread (and so on
-    its own database connection), in the order given."""
-    barrier = threading.Barrier(len(calls))
-    results = [None] * len(calls)
-
-    def run(index, call):
-        barrier.wait()
-        results[index] = call()
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
-def post_concurrently(app, count, path, body):
-    """The sorted statuses of `count` identical POSTs released at the same moment."""
-    clients = [app.test_client() for _ in range(count)]
-    calls = [lambda client=client: client.post(path, json=body).status_code for client in clients]
-    return sorted(at_once(*calls))
+# --- The app -----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -145,8 +103,19 @@ def clock():
 
 
 @pytest.fixture
-def app(database, db, clock):
-    return create_app(app_config(database, CLOCK=clock))
+def make_app(database, db, clock):
+    """The one app factory: an app on the test database and the test clock, with `overrides`
+    on top of tests/support.py's app_config (cleaned up after the test by `db`)."""
+
+    def make(**overrides):
+        return create_app(app_config(database, CLOCK=clock, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture
@@ -159,54 +128,12 @@ def runner(app):
     return app.test_cli_runner()
 
 
-class AuthActions:
-    def __init__(self, client, clock):
-        self.client = client
-        self.clock = clock
-        self.secrets = {}
-        self.recovery_codes = {}
-
-    def register(self, username="alice", password=PASSWORD):
-        response = self.client.post("/register", json={"username": username, "password": password})
-        assert response.status_code == 201, response.json
-        self.secrets[username] = response.json["secret"]
-        self.recovery_codes[username] = response.json["recovery_codes"]
-        return response.json
-
-    def create_user(self, username, role, password=PASSWORD):
-        """Create a user with the CLI, as an operator would (any role, admin too)."""
-        runner = self.client.application.test_cli_runner()
-        result = runner.invoke(
-            args=["create-user", username, "--role", role, "--json"], input=f"{password}\n"
-        )
-        assert result.exit_code == 0, result.output
-        record = json.loads(result.output)
-        self.secrets[username] = record["secret"]
-        self.recovery_codes[username] = record["recovery_codes"]
-        return record
-
-    def code(self, username="alice", offset=0):
-        """The TOTP code an authenticator shows, `offset` steps from now."""
-        return pyotp.TOTP(self.secrets[username]).at(self.clock() + 30 * offset)
-
-    def login(self, username="alice", password=PASSWORD, otp=None, offset=0):
-        otp = self.code(username, offset) if otp is None else otp
-        return self.client.post(
-            "/login", json={"username": username, "password": password, "otp": otp}
-        )
-
-    def token(self, username="alice"):
-        """Register, log in and return a working token."""
-        if username not in self.secrets:
-            self.register(username)
-        response = self.login(username)
-        assert response.status_code == 200, response.json
-        return response.json["token"]
-
-    def headers(self, username="alice"):
-        return {"Authorization": f"Bearer {self.token(username)}"}
-
-
 @pytest.fixture
 def auth(client, clock):
     return AuthActions(client, clock)
+
+
+@pytest.fixture
+def headers(auth):
+    """A working token of alice's (registered on first use)."""
+    return auth.headers()

@@ -4,18 +4,22 @@ import hashlib
 import json
 import logging
 import re
-import threading
-import time
 import uuid
 
-import bcrypt
 import pyotp
 import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from app import create_app
-from tests.conftest import PASSWORD, TEST_TOTP_KEY, AuthActions, app_config, post_concurrently, sql
+from tests.support import (
+    PASSWORD,
+    TEST_TOTP_KEY,
+    AuthActions,
+    bearer,
+    during_bcrypt,
+    post_concurrently,
+    sql,
+)
 
 # --- Per-account lockout ------------------------------------------------------------------
 
@@ -91,12 +95,11 @@ def test_lockout_is_case_insensitive(auth):
 
 
 @pytest.fixture
-def make_limited_app(database, db, clock):
+def make_limited_app(make_app):
     """An app with rate limits on (login: 3 per minute), plus any other settings."""
 
     def make(**settings):
-        config = {"RATELIMIT_ENABLED": True, "RATELIMIT_LOGIN": "3 per minute"} | settings
-        return create_app(app_config(database, CLOCK=clock, **config))
+        return make_app(**{"RATELIMIT_ENABLED": True, "RATELIMIT_LOGIN": "3 per minute"} | settings)
 
     return make
 
@@ -161,6 +164,7 @@ def test_rate_limits_can_be_turned_off(client):
     assert statuses == {400}
 
 
+@pytest.mark.system  # needs Redis on 127.0.0.1:6379 (make test starts it)
 def test_redis_storage_shares_limits_between_instances(make_limited_app):
     redis_uri = "redis://127.0.0.1:6379/0"
     address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
@@ -179,10 +183,6 @@ def test_redis_storage_shares_limits_between_instances(make_limited_app):
 
 
 # --- Recovery codes -----------------------------------------------------------------------
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def recovery_login(client, code, username="alice", password=PASSWORD):
@@ -206,12 +206,7 @@ def test_recovery_code_logs_in_once(client, auth):
     response = recovery_login(client, codes[0])
     assert response.status_code == 200
     assert response.json["recovery_codes_remaining"] == 9
-    assert (
-        client.get(
-            "/products", headers={"Authorization": f"Bearer {response.json['token']}"}
-        ).status_code
-        == 200
-    )
+    assert client.get("/products", headers=bearer(response.json["token"])).status_code == 200
     assert recovery_login(client, codes[0]).status_code == 401
     # Typed loosely (upper case, no dashes) it still works.
     assert recovery_login(client, codes[1].upper().replace("-", "")).status_code == 200
@@ -367,12 +362,10 @@ def test_plain_secret_from_v1_still_works_and_is_encrypted_on_use(auth, db):
     assert Fernet(TEST_TOTP_KEY).decrypt(stored.encode()).decode() == secret
 
 
-def test_encryption_key_rotation(database, auth, db, clock):
+def test_encryption_key_rotation(make_app, auth, db):
     secret = auth.register("alice")["secret"]
     new_key = Fernet.generate_key().decode()
-    rotated = create_app(
-        app_config(database, CLOCK=clock, TOTP_ENCRYPTION_KEY=f"{new_key},{TEST_TOTP_KEY}")
-    )
+    rotated = make_app(TOTP_ENCRYPTION_KEY=f"{new_key},{TEST_TOTP_KEY}")
     auth.client = rotated.test_client()
     assert auth.login("alice").status_code == 200
     stored = sql(db, "SELECT twofa_secret FROM users")[0]["twofa_secret"]
@@ -380,9 +373,9 @@ def test_encryption_key_rotation(database, auth, db, clock):
 
 
 @pytest.mark.parametrize("key", ["not-a-fernet-key", "short"])
-def test_bad_encryption_key_refuses_to_start(database, key):
+def test_bad_encryption_key_refuses_to_start(make_app, key):
     with pytest.raises(RuntimeError, match="Fernet keys"):
-        create_app(app_config(database, TOTP_ENCRYPTION_KEY=key))
+        make_app(TOTP_ENCRYPTION_KEY=key)
 
 
 # --- Audit log ----------------------------------------------------------------------------
@@ -465,42 +458,34 @@ def test_concurrent_guesses_cannot_slip_past_the_lockout(app, auth):
     assert statuses == [401] * 5 + [429] * 7  # only five guesses were checked
 
 
-def test_login_racing_a_2fa_reset_cannot_restore_the_old_secret(app, auth, db):
+def test_login_racing_a_2fa_reset_cannot_restore_the_old_secret(app, auth, monkeypatch):
+    from secureapi.routes import auth as auth_module
+
     old_secret = auth.register("alice")["secret"]
     headers = auth.headers()
-    # A slow hash (cost 14) for this user stretches both requests' bcrypt, so that the
-    # login reads the user before the reset writes and updates after it.
-    slow = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(14)).decode()
-    sql(db, "UPDATE users SET password = %s", (slow,))
     results = {}
 
     def reset():
         body = {"password": PASSWORD, "recovery_code": auth.recovery_codes["alice"][0]}
         results["reset"] = app.test_client().post("/2fa/reset", json=body, headers=headers)
 
-    def login():
-        code = pyotp.TOTP(old_secret).at(auth.clock() + 30)
-        results["login"] = app.test_client().post(
-            "/login", json={"username": "alice", "password": PASSWORD, "otp": code}
-        )
-
-    resetting = threading.Thread(target=reset)
-    resetting.start()
-    time.sleep(0.3)
-    logging_in = threading.Thread(target=login)
-    logging_in.start()
-    resetting.join()
-    logging_in.join()
+    # The login has read the user (and the old secret) and checked the password: the whole
+    # reset lands now, before the login checks the code and writes.
+    during_bcrypt(monkeypatch, auth_module, "password_matches", reset)
+    code = pyotp.TOTP(old_secret).at(auth.clock() + 30)
+    results["login"] = app.test_client().post(
+        "/login", json={"username": "alice", "password": PASSWORD, "otp": code}
+    )
     assert results["reset"].status_code == 200
     assert results["login"].status_code == 401
     auth.secrets["alice"] = results["reset"].json["secret"]
     assert auth.login("alice", offset=1).status_code == 200  # the new secret is the one
 
 
-def test_secret_that_no_key_opens_is_a_counted_401_not_a_500(database, auth, clock, caplog):
+def test_secret_that_no_key_opens_is_a_counted_401_not_a_500(make_app, auth, caplog):
     auth.register("alice")
     other_key = Fernet.generate_key().decode()
-    wrong = create_app(app_config(database, CLOCK=clock, TOTP_ENCRYPTION_KEY=other_key))
+    wrong = make_app(TOTP_ENCRYPTION_KEY=other_key)
     auth.client = wrong.test_client()
     assert auth.login("alice").status_code == 401
     assert auth.client.get("/qrcode/alice", auth=("alice", PASSWORD)).status_code == 401
@@ -510,14 +495,12 @@ def test_secret_that_no_key_opens_is_a_counted_401_not_a_500(database, auth, clo
     assert auth.login("alice").status_code == 429  # each such attempt counted
 
 
-def test_rotate_totp_keys_command(database, auth, db, clock):
+def test_rotate_totp_keys_command(make_app, auth, db):
     alice = auth.register("alice")["secret"]
     bob = auth.register("bob")["secret"]
     sql(db, "UPDATE users SET twofa_secret = %s WHERE username = 'bob'", (bob,))  # v1 plain
     new_key = Fernet.generate_key().decode()
-    app = create_app(
-        app_config(database, CLOCK=clock, TOTP_ENCRYPTION_KEY=f"{new_key},{TEST_TOTP_KEY}")
-    )
+    app = make_app(TOTP_ENCRYPTION_KEY=f"{new_key},{TEST_TOTP_KEY}")
     result = app.test_cli_runner().invoke(args=["rotate-totp-keys"])
     assert result.exit_code == 0, result.output
     assert "Re-encrypted 2 TOTP secrets; 0 could not be decrypted." in result.output
@@ -567,7 +550,7 @@ def test_consecutive_failures_from_many_clients_lock_the_account_until_an_admin_
     caplog.set_level(logging.INFO, logger="secureapi.audit")
     app.config["LOGIN_HARD_LOCK_FAILURES"] = 12
     auth.create_user("root_admin", "admin")
-    admin = {"Authorization": f"Bearer {auth.token('root_admin')}"}
+    admin = bearer(auth.token("root_admin"))
     auth.register("alice")
     for client in range(12):  # three guesses each from four addresses: no fast lock
         assert login_via(auth, f"203.0.113.{client // 3}", "wrong!!!!").status_code == 401
@@ -622,9 +605,7 @@ def test_retry_after_is_on_429_only_and_agrees_with_the_message(make_limited_app
 # --- Recovery codes at rest (review finding 11) ---------------------------------------------
 
 
-def test_recovery_codes_are_keyed_and_salted_so_a_dump_tests_no_guess(
-    auth, client, db, database, clock
-):
+def test_recovery_codes_are_keyed_and_salted_so_a_dump_tests_no_guess(auth, client, db, make_app):
     codes = auth.register("alice")["recovery_codes"]
     user_id = sql(db, "SELECT id FROM users")[0]["id"]
     stored = sql(db, "SELECT salt, code_hash FROM recovery_codes")
@@ -635,7 +616,7 @@ def test_recovery_codes_are_keyed_and_salted_so_a_dump_tests_no_guess(
     }
     assert not v1 & {row["code_hash"] for row in stored}
     # The key is not in the database: an app with another key cannot use the codes.
-    other = create_app(app_config(database, CLOCK=clock, RECOVERY_CODE_KEY="k" * 40))
+    other = make_app(RECOVERY_CODE_KEY="k" * 40)
     assert recovery_login(other.test_client(), codes[0]).status_code == 401
     assert recovery_login(client, codes[0]).status_code == 200
 

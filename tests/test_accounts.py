@@ -1,29 +1,36 @@
 """Roles, admins, /me, password change, account deletion, the CLI and schema upgrades."""
 
-import base64
 import contextlib
 import functools
 import json
 import logging
 import os
-import threading
 import uuid
 
 import bcrypt
+import MySQLdb
 import pyotp
 import pytest
 
 from app import create_app
+from secureapi.data import database as database_module
 from secureapi.data.database import MIGRATIONS, init_db, sql_statements
-from tests.conftest import PASSWORD, AuthActions, app_config, at_once, connect, server_settings, sql
+from tests.support import (
+    PASSWORD,
+    AuthActions,
+    app_config,
+    at_once,
+    basic,
+    bearer,
+    connect,
+    during_bcrypt,
+    server_settings,
+    sql,
+)
 
 NEW_PASSWORD = "a different long passphrase"
 LAPTOP = {"name": "Laptop", "price": 10, "quantity": 1}
 INSUFFICIENT_SCOPE = 'Bearer realm="SecureAPI", error="insufficient_scope"'
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def user_id(db, username):
@@ -92,9 +99,9 @@ def test_demotion_and_promotion_take_effect_on_the_next_request(auth, client, db
     assert client.post("/products", json=LAPTOP, headers=headers).status_code == 201
 
 
-def test_demotion_holds_on_every_instance(auth, app, database, db, admin):
+def test_demotion_holds_on_every_instance(auth, make_app, db, admin):
     """Two app instances (as behind a load balancer) read the role from the same row."""
-    other = create_app(app_config(database, CLOCK=auth.clock)).test_client()
+    other = make_app().test_client()
     headers = auth.headers("alice")
     assert other.post("/products", json=LAPTOP, headers=headers).status_code == 201
     auth.client.patch(f"/users/{user_id(db, 'alice')}", json={"role": "viewer"}, headers=admin)
@@ -133,15 +140,15 @@ def test_disable_takes_effect_even_for_a_token_issued_meanwhile(auth, client, db
     assert client.get("/me", headers=headers).status_code == 401
 
 
-def test_registration_role_and_closed_registration(database, db, clock):
-    viewers = create_app(app_config(database, CLOCK=clock, REGISTRATION_ROLE="viewer"))
+def test_registration_role_and_closed_registration(make_app, db):
+    viewers = make_app(REGISTRATION_ROLE="viewer")
     response = viewers.test_client().post(
         "/register", json={"username": "vic", "password": PASSWORD}
     )
     assert response.status_code == 201 and response.json["role"] == "viewer"
     assert sql(db, "SELECT role FROM users WHERE username = 'vic'")[0]["role"] == "viewer"
 
-    closed = create_app(app_config(database, CLOCK=clock, REGISTRATION="closed"))
+    closed = make_app(REGISTRATION="closed")
     response = closed.test_client().post(
         "/register", json={"username": "cid", "password": PASSWORD}
     )
@@ -158,9 +165,9 @@ def test_register_answers_role_editor_by_default(client):
 @pytest.mark.parametrize(
     "setting", [{"REGISTRATION": "sometimes"}, {"REGISTRATION_ROLE": "superuser"}]
 )
-def test_bad_registration_settings_stop_start_up(database, setting):
+def test_bad_registration_settings_stop_start_up(make_app, setting):
     with pytest.raises(RuntimeError):
-        create_app(app_config(database, **setting))
+        make_app(**setting)
 
 
 # --- CLI ------------------------------------------------------------------------------------
@@ -464,8 +471,7 @@ def test_admin_two_factor_reset_reopens_enrolment_without_showing_the_secret(
     assert not sql(db, "SELECT id FROM recovery_codes WHERE user_id = %s", (bob,))
     auth.clock.advance(30)
     assert auth.login("bob").status_code == 401  # the old phone's codes are dead
-    basic = {"Authorization": "Basic " + base64.b64encode(f"bob:{PASSWORD}".encode()).decode()}
-    qr = client.get("/qrcode/bob", headers=basic)
+    qr = client.get("/qrcode/bob", headers=basic("bob", PASSWORD))
     assert qr.status_code == 200 and qr.mimetype == "image/png"
     (row,) = sql(db, "SELECT twofa_secret, twofa_confirmed_at FROM users WHERE id = %s", (bob,))
     assert row["twofa_confirmed_at"] is None
@@ -557,6 +563,7 @@ def test_product_writes_and_account_changes_name_the_acting_user(auth, client, d
 V1_SCHEMA = os.path.join(os.path.dirname(__file__), "fixtures", "schema-v1.sql")
 
 
+@pytest.mark.db  # a database of its own, not the `database` fixture's
 def test_init_db_upgrades_a_v1_database_in_place(clock):
     """v1's schema.sql with a user and a product, upgraded by init-db: nothing is lost, the
     user is an editor and logs in as before."""
@@ -583,6 +590,7 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
             {"username": "legacy", "role": "editor", "disabled": 0},
             {"username": "newbie", "role": "editor", "disabled": 0},
         )
+        # Not make_app: this app runs on the upgraded v1 database, not the test database.
         v1 = AuthActions(create_app(app_config(name, CLOCK=clock)).test_client(), clock)
         v1.secrets["legacy"] = secret
         headers = v1.headers("legacy")
@@ -591,8 +599,7 @@ def test_init_db_upgrades_a_v1_database_in_place(clock):
         assert v1.client.get("/products?q=ol", headers=headers).json[0]["name"] == "Old"
         assert v1.client.post("/products", json=LAPTOP, headers=headers).status_code == 201
         assert v1.client.get("/me", headers=headers).json["role"] == "editor"
-        basic = base64.b64encode(f"newbie:{PASSWORD}".encode()).decode()
-        qrcode = v1.client.get("/qrcode/newbie", headers={"Authorization": f"Basic {basic}"})
+        qrcode = v1.client.get("/qrcode/newbie", headers=basic("newbie", PASSWORD))
         assert qrcode.status_code == 200  # the upgrade gave the enrolment its window
 
 
@@ -613,23 +620,6 @@ def v1_database():
 
 
 # --- Regressions from the review of this feature ---------------------------------------------
-
-
-def during_bcrypt(monkeypatch, module, name, action):
-    """Run `action` right after `module.name` (a real bcrypt check) returns: the widest
-    moment of a real race, without sleeping."""
-    original = getattr(module, name)
-
-    def checked_then_raced(*args):
-        result = original(*args)
-        # Another thread: its own request context and database connection, as another
-        # client's request would have.
-        racer = threading.Thread(target=action)
-        racer.start()
-        racer.join()
-        return result
-
-    monkeypatch.setattr(module, name, checked_then_raced)
 
 
 def test_delete_me_decides_on_the_role_as_it_is_after_bcrypt(auth, app, db, monkeypatch):
@@ -678,8 +668,7 @@ def test_two_admins_deleting_themselves_at_once_leave_one(auth, app, db):
 def test_disabled_user_cannot_fetch_the_qr_code(auth, client, db, admin):
     auth.register("dis")
     client.patch(f"/users/{user_id(db, 'dis')}", json={"disabled": True}, headers=admin)
-    basic = {"Authorization": "Basic " + base64.b64encode(f"dis:{PASSWORD}".encode()).decode()}
-    response = client.get("/qrcode/dis", headers=basic)
+    response = client.get("/qrcode/dis", headers=basic("dis", PASSWORD))
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
 
 
@@ -725,16 +714,21 @@ def test_users_cursor_message_names_no_products(client, admin):
     assert response.json["message"] == "'after' must be an id from a previous page's Link."
 
 
-def test_upgrade_moves_local_timestamps_to_utc(clock):
+@pytest.mark.db  # a database of its own, not the `database` fixture's
+def test_upgrade_moves_local_timestamps_to_utc(monkeypatch):
     """v1 wrote DATETIMEs in the server's zone; after the upgrade they read as UTC."""
     with v1_database() as (name, connection):
         sql(connection, "SET SESSION time_zone = '+02:00'")
         sql(connection, "INSERT INTO products (name, price, quantity) VALUES ('Old', 1, 1)")
-        sql(connection, "SET GLOBAL time_zone = '+02:00'")  # the server ran in UTC+2
-        try:
+        # The server ran in UTC+2: its sessions start in that zone. Only init-db's session,
+        # not SET GLOBAL: other suites share the server, and the migration reads the offset
+        # of its own session (NOW() against UTC_TIMESTAMP()).
+        connect_in_utc_plus_2 = functools.partial(
+            MySQLdb.connect, init_command="SET time_zone = '+02:00'"
+        )
+        with monkeypatch.context() as patch:
+            patch.setattr(database_module.MySQLdb, "connect", connect_in_utc_plus_2)
             init_db(server_settings() | {"MYSQL_DB": name})
-        finally:
-            sql(connection, "SET GLOBAL time_zone = 'SYSTEM'")
         sql(connection, "SET SESSION time_zone = '+00:00'")
         (row,) = sql(
             connection, "SELECT created_at, updated_at, UTC_TIMESTAMP() AS now FROM products"

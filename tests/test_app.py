@@ -8,11 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from app import create_app
 from config import load_instance_secret
 from secureapi.data.database import mysql
 from secureapi.web.json_provider import COMPACT, FastJSONProvider
-from tests.conftest import app_config, sql
+from tests.support import sql
 
 
 @dataclasses.dataclass
@@ -121,8 +120,8 @@ def test_unexpected_error_is_generic_500(app, client):
     assert response.headers["X-Request-ID"] in response.json["message"]
 
 
-def test_database_down_is_503_with_retry_after(database):
-    app = create_app(app_config(database, MYSQL_HOST="127.0.0.1", MYSQL_PORT=1))
+def test_database_down_is_503_with_retry_after(make_app):
+    app = make_app(MYSQL_HOST="127.0.0.1", MYSQL_PORT=1)
     response = app.test_client().post(
         "/register", json={"username": "alice", "password": "correct horse battery"}
     )
@@ -131,9 +130,9 @@ def test_database_down_is_503_with_retry_after(database):
     assert "2003" not in response.get_data(as_text=True)
 
 
-def test_short_secret_key_refuses_to_start(database):
+def test_short_secret_key_refuses_to_start(make_app):
     with pytest.raises(RuntimeError, match="at least 32 bytes"):
-        create_app(app_config(database, SECRET_KEY="too-short"))
+        make_app(SECRET_KEY="too-short")
 
 
 def test_generated_secret_key_is_private_and_persistent(tmp_path):
@@ -200,7 +199,7 @@ def test_every_response_carries_the_security_headers(client, auth):
     assert "script-src 'self'" in docs.headers["Content-Security-Policy"]
 
 
-def test_hsts_when_configured(database, db, clock):
-    app = create_app(app_config(database, CLOCK=clock, HSTS_SECONDS=31536000))
+def test_hsts_when_configured(make_app):
+    app = make_app(HSTS_SECONDS=31536000)
     response = app.test_client().get("/openapi.json")
     assert response.headers["Strict-Transport-Security"] == "max-age=31536000"

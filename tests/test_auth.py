@@ -15,10 +15,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import HMACAlgorithm
 from PIL import Image
 
-from app import create_app
 from secureapi.security.passwords import dummy_password_hash
 from secureapi.security.tokens import token_digest
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, app_config, post_concurrently, sql
+from tests.support import PASSWORD, TEST_SECRET_KEY, basic, bearer, post_concurrently, sql
 
 # --- /register ----------------------------------------------------------------------------
 
@@ -129,11 +128,6 @@ def test_long_non_ascii_passwords_work_and_are_not_truncated(auth, clock):
 
 
 # --- /qrcode/<username> -------------------------------------------------------------------
-
-
-def basic(username, password):
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def test_qrcode_decodes_to_otpauth_uri(client, auth):
@@ -337,10 +331,6 @@ def forge(claims, key=TEST_SECRET_KEY, algorithm="HS256", **kwargs):
     return jwt.encode(claims, key, algorithm=algorithm, **kwargs)
 
 
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
 def test_token_opens_product_routes(client, auth):
     assert client.get("/products", headers=auth.headers()).status_code == 200
 
@@ -450,7 +440,7 @@ def test_a_token_checked_before_is_refused_once_it_expires(client, auth, db, clo
     assert response.headers["WWW-Authenticate"].endswith('error="invalid_token"')
 
 
-def test_a_token_checked_by_one_key_is_not_taken_by_another(client, auth, db, database):
+def test_a_token_checked_by_one_key_is_not_taken_by_another(client, auth, db, make_app):
     auth.token()
     token = current_forged_token(db, lifetime=600)
     assert client.get("/products", headers=bearer(token)).status_code == 200
@@ -459,7 +449,7 @@ def test_a_token_checked_by_one_key_is_not_taken_by_another(client, auth, db, da
         {"JWT_ISSUER": "another-issuer"},
         {"JWT_AUDIENCE": "another-api"},
     ):
-        other_app = create_app(app_config(database, **other))
+        other_app = make_app(**other)
         response = other_app.test_client().get("/products", headers=bearer(token))
         assert response.status_code == 401, other
 

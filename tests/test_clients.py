@@ -8,6 +8,7 @@ import base64
 import copy
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,14 +20,34 @@ import pyotp
 import pytest
 import yaml
 
-from tests.conftest import PASSWORD
-from tests.test_resilience import ROOT, Instance
+from tests.support import PASSWORD, ROOT, Instance, require_tool
 
 COLLECTION_PATH = ROOT / "postman" / "SecureAPI.postman_collection.json"
 ENVIRONMENT_PATH = ROOT / "postman" / "SecureAPI.postman_environment.json"
 NODE_BIN = ROOT / "node_modules" / ".bin"
 METHODS = {"get", "put", "post", "delete", "patch"}
 METRICS_TOKEN = "metrics-token-of-the-test-server-0123456789"
+
+pytestmark = pytest.mark.clients
+
+
+# --- The tools: missing, a test skips in make test-fast and fails in make test ---------------
+
+
+@pytest.fixture(scope="module")
+def newman():
+    require_tool("node", "newman runs on Node.js (scripts/prepare-system with CLIENT_TOOLS=1)")
+    return require_tool(NODE_BIN / "newman", "run `npm ci` (make test does)")
+
+
+@pytest.fixture(scope="module")
+def chromium_driver():
+    """The node that runs tests/browser/docs_qrcode.js, once playwright-core and Chromium
+    (CHROMIUM, or Debian's /usr/bin/chromium, as that script looks for it) are there."""
+    node = require_tool("node", "the docs page test drives Chromium from Node.js")
+    require_tool(NODE_BIN / "playwright-core", "run `npm ci` (make test does)")
+    require_tool(os.environ.get("CHROMIUM", "/usr/bin/chromium"), "the docs page test needs it")
+    return node
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +146,16 @@ def test_collection_asserts_on_every_request(collection):
 # --- newman runs it, end to end ------------------------------------------------------------
 
 
-def test_collection_runs_in_newman_with_no_failed_assertion(server, collection, auth, tmp_path):
+def test_collection_runs_in_newman_with_no_failed_assertion(
+    newman, server, collection, auth, tmp_path
+):
     # The operator's admin, as the production checklist has it: the collection's user (an
     # admin here) is then not the last admin, and may delete their account at the end.
     auth.create_user("operator", "admin")
     report = tmp_path / "newman.json"
     result = subprocess.run(
         [
-            str(NODE_BIN / "newman"),
+            newman,
             "run",
             str(COLLECTION_PATH),
             "--environment",
@@ -320,14 +343,14 @@ def test_generated_client_works_with_no_hand_written_code(server, generated_clie
 # --- Swagger UI in a browser --------------------------------------------------------------
 
 
-def test_docs_page_shows_the_qr_code_in_chromium(server, tmp_path):
+def test_docs_page_shows_the_qr_code_in_chromium(chromium_driver, server, tmp_path):
     """Try it out on GET /qrcode/{username}: the PNG renders (a blob: image the page's CSP
     allows) and the console shows no CSP violation and no error."""
     status, _ = server.call("POST", "/register", {"username": "browser", "password": PASSWORD})
     assert status == 201
     result = subprocess.run(
         [
-            "node",
+            chromium_driver,
             str(ROOT / "tests" / "browser" / "docs_qrcode.js"),
             f"http://127.0.0.1:{server.port}",
             "browser",

@@ -24,9 +24,10 @@ import MySQLdb
 import pyotp
 import pytest
 
-from tests.conftest import PASSWORD, at_once
+from tests.support import PASSWORD, ROOT, at_once
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.cluster
+
 CLUSTER = str(ROOT / "scripts" / "cluster")
 NEEDED = ("nginx", "haproxy", "mariadbd", "redis-server", "rsync", "openssl")
 

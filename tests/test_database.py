@@ -10,21 +10,8 @@ import pytest
 from MySQLdb.constants import FIELD_TYPE
 from MySQLdb.times import DateTime_or_None
 
-from app import create_app
 from secureapi.data.database import datetime_or_none, mysql, query, utc_iso
-from tests.conftest import app_config, connect, sql
-
-
-def running(db, database, statement):
-    """(connection, query) ids of this run's connections running `statement` now. Other test
-    runs share the server: only ours count."""
-    rows = sql(
-        db,
-        "SELECT ID, QUERY_ID FROM information_schema.PROCESSLIST"
-        " WHERE DB = %s AND INFO LIKE CONCAT(%s, '%%')",
-        (database, statement),
-    )
-    return {(row["ID"], row["QUERY_ID"]) for row in rows}
+from tests.support import connect, running, sql
 
 
 def wait_for(check, seconds=30):
@@ -81,11 +68,10 @@ def test_a_deadlock_victim_is_run_again_and_gets_the_right_answer(app, auth, db,
     assert len(lines) == 1
 
 
-def test_a_lock_wait_timeout_is_tried_again(database, db, clock, auth):
+def test_a_lock_wait_timeout_is_tried_again(database, db, make_app, auth):
     """Error 1205 (a lock held past innodb_lock_wait_timeout, set to 1 s here through
     MYSQL_INIT_COMMAND) is tried again: once the lock is free the client gets its answer."""
-    settings = {"MYSQL_INIT_COMMAND": "SET SESSION innodb_lock_wait_timeout = 1"}
-    app = create_app(app_config(database, CLOCK=clock, **settings))
+    app = make_app(MYSQL_INIT_COMMAND="SET SESSION innodb_lock_wait_timeout = 1")
     auth.client = app.test_client()
     auth.register("alice")
     other = connect(database)
@@ -104,17 +90,16 @@ def test_a_lock_wait_timeout_is_tried_again(database, db, clock, auth):
     assert failures(db, "alice") == (({"failures": 1},), ({"failures": 1},))
 
 
-def test_init_command_adds_session_settings_to_utc(database, clock):
-    settings = {"MYSQL_INIT_COMMAND": "SET SESSION wait_timeout = 1234, sql_notes = 0;"}
-    app = create_app(app_config(database, CLOCK=clock, **settings))
+def test_init_command_adds_session_settings_to_utc(make_app):
+    app = make_app(MYSQL_INIT_COMMAND="SET SESSION wait_timeout = 1234, sql_notes = 0;")
     with app.app_context():
         row = query("SELECT @@time_zone AS zone, @@wait_timeout AS wait, @@sql_notes AS notes")
     assert row == ({"zone": "+00:00", "wait": 1234, "notes": 0},)
 
 
-def test_init_command_must_be_a_set_statement(database):
+def test_init_command_must_be_a_set_statement(make_app):
     with pytest.raises(RuntimeError, match="MYSQL_INIT_COMMAND must be one SET statement"):
-        create_app(app_config(database, MYSQL_INIT_COMMAND="DELETE FROM users"))
+        make_app(MYSQL_INIT_COMMAND="DELETE FROM users")
 
 
 def test_datetimes_are_read_as_mysqldb_reads_them(app):
@@ -149,8 +134,8 @@ def connection_id(app):
         return query("SELECT CONNECTION_ID() AS id")[0]["id"]
 
 
-def test_kept_connections_are_replaced_after_their_max_age(database, db, clock):
-    app = create_app(app_config(database, CLOCK=clock, MYSQL_CONNECTION_MAX_AGE=60))
+def test_kept_connections_are_replaced_after_their_max_age(make_app, db, clock):
+    app = make_app(MYSQL_CONNECTION_MAX_AGE=60)
     first = connection_id(app)
     assert connection_id(app) == first  # kept between requests
     clock.advance(59)
@@ -159,13 +144,14 @@ def test_kept_connections_are_replaced_after_their_max_age(database, db, clock):
     second = connection_id(app)
     assert second != first
     assert connection_id(app) == second
-    # The old one is closed, not left open on the server.
-    processes = lambda: {row["Id"] for row in sql(db, "SHOW PROCESSLIST")}  # noqa: E731
-    wait_for(lambda: first not in processes())
+    # The old one is closed, not left open on the server (its id, which no other connection
+    # of the server can have).
+    process = "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s"
+    wait_for(lambda: not sql(db, process, (first,)))
 
 
-def test_max_age_zero_keeps_connections(database, clock):
-    app = create_app(app_config(database, CLOCK=clock, MYSQL_CONNECTION_MAX_AGE=0))
+def test_max_age_zero_keeps_connections(make_app, clock):
+    app = make_app(MYSQL_CONNECTION_MAX_AGE=0)
     first = connection_id(app)
     clock.advance(10**6)
     assert connection_id(app) == first

@@ -1,7 +1,8 @@
 """Operations: /healthz, /readyz, /metrics, `flask purge`, and graceful shutdown.
 
-The outage tests reuse the private mariadbd of test_resilience.py, and the gunicorn tests
-its Instance: real servers, real signals.
+The outage tests use the private mariadbd of test_resilience.py (conftest's private_db), and
+the gunicorn tests its Instance (tests/support.py): real servers, real signals, marked
+`system`.
 """
 
 import http.client
@@ -20,16 +21,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import create_app
 from secureapi.security import lockout
 from secureapi.security.rate_limits import limiter
-from tests.conftest import PASSWORD, AuthActions, app_config, connect, sql
-from tests.test_resilience import Instance, private_db, wait_until  # noqa: F401 (the fixture)
+from tests.support import (
+    PASSWORD,
+    AuthActions,
+    Instance,
+    app_config,
+    connect,
+    lock_waits,
+    sql,
+    wait_until,
+)
 
 METRICS_TOKEN = "test-metrics-token-that-is-long-enough"
 METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 @pytest.fixture
-def ops_app(database, db, clock):
-    return create_app(app_config(database, CLOCK=clock, METRICS_TOKEN=METRICS_TOKEN))
+def ops_app(make_app):
+    return make_app(METRICS_TOKEN=METRICS_TOKEN)
 
 
 @pytest.fixture
@@ -88,10 +97,10 @@ def forget_default_limits():
     limiter.limit_manager.set_default_limits([])
 
 
-def test_probes_and_metrics_are_not_rate_limited(database, db, clock, forget_default_limits):
+def test_probes_and_metrics_are_not_rate_limited(make_app, forget_default_limits):
     # Were a default limit ever set for every route, the probes would still be exempt.
     settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "2 per minute"}
-    app = create_app(app_config(database, CLOCK=clock, METRICS_TOKEN=METRICS_TOKEN, **settings))
+    app = make_app(METRICS_TOKEN=METRICS_TOKEN, **settings)
     client = app.test_client()
     assert client.get("/products").status_code == 401
     assert client.get("/products").status_code == 401
@@ -101,37 +110,28 @@ def test_probes_and_metrics_are_not_rate_limited(database, db, clock, forget_def
     assert statuses == {200}
 
 
-def test_readyz_names_an_unreachable_rate_limit_storage_without_its_address(database, db, clock):
-    down = create_app(
-        app_config(
-            database,
-            CLOCK=clock,
-            RATELIMIT_ENABLED=True,
-            RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0",
-        )
+@pytest.mark.system  # needs Redis on 127.0.0.1:6379 (make test starts it)
+def test_readyz_names_an_unreachable_rate_limit_storage_without_its_address(make_app):
+    down = make_app(
+        RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0"
     ).test_client()
     response = down.get("/readyz")
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
     assert response.headers["Retry-After"] == "5"
     assert response.json["message"] == "Not ready: the rate-limit storage did not answer in time."
-    up = create_app(
-        app_config(
-            database,
-            CLOCK=clock,
-            RATELIMIT_ENABLED=True,
-            RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
-        )
+    up = make_app(
+        RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0"
     ).test_client()
     assert up.get("/readyz").status_code == 200
 
 
-def test_readyz_fails_when_the_session_settings_do_not_apply(database, db, clock, auth):
+def test_readyz_fails_when_the_session_settings_do_not_apply(make_app, auth):
     # Every worker connection runs MYSQL_INIT_COMMAND; so does the probe, or it would call
     # ready an instance whose every request fails.
     headers = auth.headers()
     settings = {"MYSQL_INIT_COMMAND": "SET SESSION no_such_setting = 1"}
-    client = create_app(app_config(database, CLOCK=clock, **settings)).test_client()
+    client = make_app(**settings).test_client()
     assert client.get("/products", headers=headers).status_code == 503
     response = client.get("/readyz")
     assert response.status_code == 503
@@ -148,13 +148,14 @@ def private(request, clock):
         server.start()
     settings = {"MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": server.port, "MYSQL_READ_TIMEOUT": 5}
     yield (
-        server,
+        server,  # the private server's own database, not the test database: no make_app
         create_app(app_config("outage", CLOCK=clock, METRICS_TOKEN=METRICS_TOKEN, **settings)),
     )
     if server.process.poll() is not None:
         server.start()
 
 
+@pytest.mark.system
 def test_healthz_answers_while_the_database_is_down_and_readyz_follows_it(private, caplog):
     server, app = private
     client = app.test_client()
@@ -185,6 +186,7 @@ def test_healthz_answers_while_the_database_is_down_and_readyz_follows_it(privat
     assert any("the database check passes again" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.system
 def test_readyz_answers_in_about_a_second_while_the_database_hangs(private):
     server, app = private
     client = app.test_client()
@@ -230,9 +232,9 @@ def test_metrics_is_a_404_when_no_token_is_set(client):
     assert response.mimetype == "application/problem+json"
 
 
-def test_a_short_metrics_token_is_refused_at_start_up(database):
+def test_a_short_metrics_token_is_refused_at_start_up(make_app):
     with pytest.raises(RuntimeError, match="METRICS_TOKEN"):
-        create_app(app_config(database, METRICS_TOKEN="short"))
+        make_app(METRICS_TOKEN="short")
 
 
 def test_requests_are_counted_by_route_template_never_by_path(ops_client, ops_auth):
@@ -314,10 +316,8 @@ def test_login_outcomes_and_lockouts_are_counted(ops_client, ops_auth, db):
     assert moved(before, after, "secureapi_lockouts_total", tier="account") == 0
 
 
-def test_a_hard_lock_is_counted(database, db, clock):
-    app = create_app(
-        app_config(database, CLOCK=clock, METRICS_TOKEN=METRICS_TOKEN, LOGIN_HARD_LOCK_FAILURES=2)
-    )
+def test_a_hard_lock_is_counted(make_app, clock):
+    app = make_app(METRICS_TOKEN=METRICS_TOKEN, LOGIN_HARD_LOCK_FAILURES=2)
     client = app.test_client()
     auth = AuthActions(client, clock)
     auth.register("alice")
@@ -330,15 +330,9 @@ def test_a_hard_lock_is_counted(database, db, clock):
     assert moved(before, after, "secureapi_logins_total", outcome="account_locked") == 1
 
 
-def test_rate_limit_refusals_are_counted(database, db, clock):
-    app = create_app(
-        app_config(
-            database,
-            CLOCK=clock,
-            METRICS_TOKEN=METRICS_TOKEN,
-            RATELIMIT_ENABLED=True,
-            RATELIMIT_REGISTER="2 per minute",
-        )
+def test_rate_limit_refusals_are_counted(make_app):
+    app = make_app(
+        METRICS_TOKEN=METRICS_TOKEN, RATELIMIT_ENABLED=True, RATELIMIT_REGISTER="2 per minute"
     )
     client = app.test_client()
     before = scrape(client)
@@ -355,18 +349,14 @@ def test_rate_limit_refusals_are_counted(database, db, clock):
 
 
 @pytest.fixture
-def purge_app(database, db, clock, monkeypatch):
+def purge_app(make_app, monkeypatch):
     # Counting restarts, so that no attempt of this test is the 100th that purges by itself.
     monkeypatch.setattr(lockout, "attempts_counted", itertools.count(1))
-    return create_app(
-        app_config(
-            database,
-            CLOCK=clock,
-            LOGIN_FAILURES_TTL_SECONDS=60,
-            IDEMPOTENCY_KEY_TTL_SECONDS=60,
-            LOGIN_MAX_FAILURES=10,
-            LOGIN_HARD_LOCK_FAILURES=3,
-        )
+    return make_app(
+        LOGIN_FAILURES_TTL_SECONDS=60,
+        IDEMPOTENCY_KEY_TTL_SECONDS=60,
+        LOGIN_MAX_FAILURES=10,
+        LOGIN_HARD_LOCK_FAILURES=3,
     )
 
 
@@ -468,6 +458,7 @@ def failed_logins(instance, count):
         assert instance.call("POST", "/login", body)[0] == 401
 
 
+@pytest.mark.system
 def test_metrics_add_up_across_gunicorn_workers(database, tmp_path):
     directory = tmp_path / "metrics"
     settings = {"METRICS_TOKEN": METRICS_TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
@@ -507,6 +498,7 @@ def test_metrics_add_up_across_gunicorn_workers(database, tmp_path):
         instance.stop()
 
 
+@pytest.mark.system
 def test_sigterm_lets_a_request_in_flight_finish(database, tmp_path, auth, db):
     # A long read timeout: the request waits on a row lock for as long as the test holds it.
     instance = Instance(database, tmp_path / "gunicorn.log", MYSQL_READ_TIMEOUT="60")
@@ -526,12 +518,8 @@ def test_sigterm_lets_a_request_in_flight_finish(database, tmp_path, auth, db):
             )
         )
         request.start()
-        wait_until(
-            lambda: sql(
-                db, "SELECT COUNT(*) AS n FROM information_schema.innodb_trx"
-                " WHERE trx_state = 'LOCK WAIT'"
-            )[0]["n"] == 1
-        )  # fmt: skip
+        # The PATCH waits on the row lock (only this run's database: others share the server).
+        wait_until(lambda: lock_waits(db, database) == 1)
         instance.process.send_signal(signal.SIGTERM)
         # The idle worker is gone: the busy one has had its SIGTERM too.
         wait_until(lambda: instance.log_path.read_text().count("Worker exiting") >= 1)

@@ -6,16 +6,10 @@ from decimal import Decimal
 import pytest
 from flask import Blueprint, Flask
 
-from app import create_app
 from secureapi.security.rate_limits import limiter, skip_unlimited_routes
-from tests.conftest import AuthActions, app_config, next_link, sql
+from tests.support import AuthActions, next_link, sql
 
 LAPTOP = {"name": "Laptop", "description": "14-inch", "price": 1500.99, "quantity": 3}
-
-
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
 
 
 def fields(product):
@@ -407,10 +401,8 @@ def test_json_is_utf8_not_escaped(client, headers):
     assert "Müsli".encode() in response.data and b"\\u00fc" not in response.data
 
 
-def test_product_writes_are_rate_limited_per_user(database, db, clock):
-    app = create_app(
-        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_WRITES="3 per minute")
-    )
+def test_product_writes_are_rate_limited_per_user(make_app, db, clock):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_WRITES="3 per minute")
     auth = AuthActions(app.test_client(), clock)
     alice, bob = auth.headers("alice"), auth.headers("bob")
     statuses = [
@@ -426,13 +418,11 @@ def test_product_writes_are_rate_limited_per_user(database, db, clock):
     assert sql(db, "SELECT COUNT(*) AS n FROM products")[0]["n"] == 4
 
 
-def test_every_product_write_route_is_limited_and_reads_are_not(database, db, clock):
+def test_every_product_write_route_is_limited_and_reads_are_not(make_app, clock):
     # Only decorated routes are limited (rate_limits.skip_unlimited_routes): every
     # write route must still be counted, against one budget per user (not one per route,
     # which would triple it), and no read refused.
-    app = create_app(
-        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_WRITES="4 per minute")
-    )
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_WRITES="4 per minute")
     auth = AuthActions(app.test_client(), clock)
     alice = auth.headers("alice")
     url = f"/products/{auth.client.post('/products', json=LAPTOP, headers=alice).json['id']}"
@@ -461,12 +451,10 @@ def test_a_blueprint_limit_keeps_the_limiters_hooks():
     assert [client.get("/whole").status_code for _ in range(2)] == [200, 429]
 
 
-def test_reads_never_enter_the_rate_limiter(database, db, clock, monkeypatch):
+def test_reads_never_enter_the_rate_limiter(make_app, clock, monkeypatch):
     # Only decorated routes have a limit, and each decorator checks its own: Flask-Limiter's
     # app-wide hooks are off (rate_limits.skip_unlimited_routes): a read does no limiter work.
-    app = create_app(
-        app_config(database, CLOCK=clock, RATELIMIT_ENABLED=True, RATELIMIT_WRITES="1 per minute")
-    )
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_WRITES="1 per minute")
     auth = AuthActions(app.test_client(), clock)
     alice = auth.headers("alice")
     checked = []  # the endpoint of every request the limiter looks at

@@ -5,15 +5,10 @@ gunicorn instances of the app on loopback ports.
 """
 
 import datetime
-import http.client
 import ipaddress
-import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,120 +25,18 @@ from cryptography.x509.oid import NameOID
 
 from app import create_app
 from secureapi.data.database import init_db
-from tests.conftest import (
+from tests.support import (
     PASSWORD,
-    TEST_RECOVERY_CODE_KEY,
-    TEST_SECRET_KEY,
-    TEST_TOTP_KEY,
+    Instance,
+    PrivateMariaDB,
     app_config,
     server_settings,
     sql,
+    wait_until,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: S110 - not up yet
-            pass
-        time.sleep(0.1)
-    raise TimeoutError("server did not come up")
-
-
-# --- A private database server ------------------------------------------------------------
-
-
-class PrivateMariaDB:
-    """A mariadbd of our own (own data directory and port) that tests may stop and kill."""
-
-    def __init__(self, directory, *options):
-        self.directory = directory
-        self.options = options
-        self.port = free_port()
-        self.process = None
-        shutil.chown(directory, "mysql", "mysql")
-        subprocess.run(
-            [
-                "mariadb-install-db",
-                "--no-defaults",
-                f"--datadir={directory}/data",
-                "--user=mysql",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                "mariadbd",
-                "--no-defaults",
-                f"--datadir={self.directory}/data",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--user=mysql",
-                f"--socket={self.directory}/mysqld.sock",
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=32M",
-                f"--pid-file={self.directory}/mysqld.pid",
-                *self.options,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(
-            lambda: MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", **self.tls)
-        )
-
-    @property
-    def tls(self):
-        ca = f"{self.directory}/ca.pem"
-        return {"ssl": {"ca": ca}} if os.path.exists(ca) else {}
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(30)
-
-    def kill(self):
-        self.process.kill()
-        self.process.wait(30)
-
-
-@pytest.fixture(scope="module")
-def private_db():
-    if os.geteuid() != 0 or not shutil.which("mariadbd"):
-        pytest.skip("needs root and mariadbd to run a private database server")
-    # Not under pytest's tmp_path: mariadbd runs as mysql and cannot enter root's 0700 folder.
-    directory = tempfile.mkdtemp(prefix="secureapi-mariadb-")
-    server = PrivateMariaDB(directory)
-    server.start()
-    init_db(
-        {
-            "MYSQL_HOST": "127.0.0.1",
-            "MYSQL_PORT": server.port,
-            "MYSQL_USER": "root",
-            "MYSQL_PASSWORD": "",
-            "MYSQL_CONNECT_TIMEOUT": 2,
-            "MYSQL_DB": "outage",
-        }
-    )
-    yield server
-    if server.process.poll() is None:
-        server.stop()
-    shutil.rmtree(directory)
+# Each test here starts a server of its own: a private mariadbd (root), gunicorn instances.
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture
@@ -273,62 +166,6 @@ def test_a_database_dying_mid_request_leaves_nothing_half_written(outage_app, pr
 
 
 # --- Two instances over one database ------------------------------------------------------
-
-
-class Instance:
-    """One gunicorn running the app, with its own workers."""
-
-    def __init__(self, database, log_path, **environment):
-        self.port = free_port()
-        env = os.environ | {
-            "MYSQL_DB": database,
-            "SECRET_KEY": TEST_SECRET_KEY,
-            "TOTP_ENCRYPTION_KEY": TEST_TOTP_KEY,
-            "RECOVERY_CODE_KEY": TEST_RECOVERY_CODE_KEY,
-            "BCRYPT_ROUNDS": "4",
-            "RATELIMIT_ENABLED": "false",
-            "WORKERS": "2",
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-        }
-        env |= environment
-        self.log_path = log_path
-        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "-c",
-                "gunicorn.conf.py",
-                "app:create_app()",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        wait_until(lambda: self.call("GET", "/products")[0] == 401)
-
-    def call(self, method, path, body=None, token=None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        connection.request(method, path, json.dumps(body) if body is not None else None, headers)
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        return response.status, json.loads(data) if data else None
-
-    def login(self, username, secret, offset=0, password=PASSWORD):
-        code = pyotp.TOTP(secret).at(time.time() + 30 * offset)
-        return self.call(
-            "POST", "/login", {"username": username, "password": password, "otp": code}
-        )
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from app import create_app
 from secureapi.data import search, words
 from secureapi.routes.products import PRODUCT_COLUMNS
-from tests.conftest import app_config, connect, next_link, sql
+from tests.support import connect, next_link, sql
 
 SINCE = datetime(2026, 1, 1)
-
-
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
 
 
 def insert(db, *products):
@@ -490,10 +484,8 @@ def test_a_tampered_cursor_is_400(client, headers, catalogue):
         assert "'cursor' is not valid" in response.json["message"]
 
 
-def test_a_cursor_of_another_deployment_is_400(client, headers, catalogue, database):
-    other = create_app(
-        app_config(database, SECRET_KEY="another-secret-key-that-is-long-enough-too")
-    )
+def test_a_cursor_of_another_deployment_is_400(client, headers, catalogue, make_app):
+    other = make_app(SECRET_KEY="another-secret-key-that-is-long-enough-too")
     with other.test_request_context("/products?sort=name"):
         found = search.product_search()
         cursor = search.make_cursor(found, {"id": 1, "name": "Apple"})
