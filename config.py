@@ -83,6 +83,13 @@ class Config:
     REGISTRATION_ROLE = os.environ.get("REGISTRATION_ROLE", "editor")
 
     JWT_EXPIRES_SECONDS = env_int("JWT_EXPIRES_SECONDS", 600)
+    # Sessions, one per login (ASVS 5.0 V7): how many one user may hold (a login past it ends
+    # their least recently used; 1 gives one session per user), how long one may go unused
+    # before a refresh is refused (7.3.1), and its absolute age (7.3.2). NIST SP 800-63B's
+    # AAL2 bounds: 30 minutes idle, 12 hours in all.
+    SESSIONS_PER_USER = env_int("SESSIONS_PER_USER", 10)
+    SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 1800)
+    SESSION_MAX_SECONDS = env_int("SESSION_MAX_SECONDS", 43200)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
     TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "SecureAPI")
     # Time steps accepted either side of the current one: 1 (90 s in all) forgives a phone
@@ -112,6 +119,8 @@ class Config:
     RATELIMIT_LOGIN = os.environ.get("RATELIMIT_LOGIN", "10 per minute")
     RATELIMIT_REGISTER = os.environ.get("RATELIMIT_REGISTER", "5 per minute")
     RATELIMIT_QRCODE = os.environ.get("RATELIMIT_QRCODE", "10 per minute")
+    # POST /token/refresh, per client address: a client refreshes once per access token.
+    RATELIMIT_REFRESH = os.environ.get("RATELIMIT_REFRESH", "30 per minute")
     # Product creates, changes and deletes, per user across all their clients.
     RATELIMIT_WRITES = os.environ.get("RATELIMIT_WRITES", "120 per minute")
     # Off: they add Retry-After to every response; rate_limits.handle_rate_limited sets it

@@ -256,7 +256,9 @@ def change_password(auth, headers, **body):
     return auth.client.post("/me/password", json=body, headers=headers)
 
 
-def test_password_change_revokes_tokens_and_the_old_password(auth, client, db):
+def test_password_change_ends_the_other_sessions_and_the_old_password(auth, client, db):
+    other = auth.headers("alice")  # another device
+    auth.clock.advance(30)
     headers = auth.headers("alice")
     response = change_password(
         auth,
@@ -266,7 +268,9 @@ def test_password_change_revokes_tokens_and_the_old_password(auth, client, db):
         otp=auth.code("alice", offset=1),
     )
     assert response.status_code == 200, response.json
-    assert client.get("/me", headers=headers).status_code == 401
+    assert response.json["message"] == "Password changed; your other sessions have ended."
+    assert client.get("/me", headers=other).status_code == 401  # ASVS 5.0 7.4.3
+    assert client.get("/me", headers=headers).status_code == 200  # the one that changed it
     auth.clock.advance(60)
     assert auth.login("alice").status_code == 401
     auth.clock.advance(30)
@@ -701,7 +705,7 @@ def test_right_credentials_revoked_during_bcrypt_count_no_failure(auth, client, 
     from secureapi.security import accounts
 
     headers = auth.headers("alice")
-    revoke = lambda: sql(db, "UPDATE users SET last_token = NULL")  # noqa: E731
+    revoke = lambda: sql(db, "DELETE FROM sessions")  # noqa: E731
     during_bcrypt(monkeypatch, accounts, "check_password", revoke)
     body = {"password": PASSWORD, "otp": auth.code("alice", offset=1)}
     assert client.delete("/me", json=body, headers=headers).status_code == 401

@@ -3,6 +3,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 
 import bcrypt
@@ -16,7 +17,6 @@ from jwt.algorithms import HMACAlgorithm
 from PIL import Image
 
 from secureapi.security.passwords import dummy_password_hash
-from secureapi.security.tokens import token_digest
 from tests.support import PASSWORD, TEST_SECRET_KEY, basic, bearer, post_concurrently, sql
 
 # --- /register ----------------------------------------------------------------------------
@@ -35,10 +35,10 @@ def test_register_returns_enrolment_and_stores_hash(client, db):
     assert body["qrcode_url"] == "/qrcode/alice"
     assert response.headers["Cache-Control"] == "no-store"
 
-    (user,) = sql(db, "SELECT password, last_token FROM users WHERE username = 'alice'")
+    (user,) = sql(db, "SELECT password FROM users WHERE username = 'alice'")
     assert user["password"].startswith("sha256$$2b$04$")  # pre-hashed bcrypt, configured cost
     assert PASSWORD not in user["password"]
-    assert user["last_token"] is None
+    assert sql(db, "SELECT COUNT(*) AS n FROM sessions")[0]["n"] == 0  # no login yet
 
 
 def test_register_secrets_are_unique(auth):
@@ -245,11 +245,19 @@ def test_login_returns_bearer_token_and_stores_only_its_digest(auth, db):
     assert claims["exp"] - claims["iat"] == 600
     assert claims["iss"] == "SecureAPI"
     assert jwt.get_unverified_header(body["token"])["typ"] == "at+jwt"
-    (user,) = sql(db, "SELECT id, last_token, twofa_confirmed_at FROM users")
+    (user,) = sql(db, "SELECT id, twofa_confirmed_at FROM users")
     assert claims["sub"] == str(user["id"])
-    assert user["last_token"] == hashlib.sha256(body["token"].encode()).hexdigest()
-    assert body["token"] not in str(user)
+    assert claims["sid"] == body["session_id"]
     assert user["twofa_confirmed_at"] is not None
+    # The session's refresh token: opaque, 256 bits, stored only as a keyed digest.
+    assert re.fullmatch(r"sapi_rt_[A-Za-z0-9_-]{43}", body["refresh_token"])
+    assert body["refresh_expires_in"] == 1800
+    (session,) = sql(db, "SELECT * FROM sessions")
+    assert session["id"] == body["session_id"] and session["user_id"] == user["id"]
+    (stored,) = sql(db, "SELECT * FROM refresh_tokens")
+    assert stored["session_id"] == session["id"]
+    assert stored["digest"] != hashlib.sha256(body["refresh_token"].encode()).hexdigest()
+    assert body["refresh_token"] not in str(stored) and body["token"] not in str(session)
 
 
 @pytest.mark.parametrize(
@@ -348,9 +356,10 @@ def test_token_in_query_string_is_not_accepted(client, auth):
     assert response.status_code == 401
 
 
-def invalid_token_cases(user_id):
+def invalid_token_cases(user_id, session_id):
     now = int(time.time())
-    good = {"sub": user_id, "iat": now, "exp": now + 600, "iss": "SecureAPI", "aud": "SecureAPI"}
+    good = {"sub": user_id, "sid": session_id, "iat": now, "exp": now + 600}
+    good |= {"iss": "SecureAPI", "aud": "SecureAPI"}
     at_jwt = {"typ": "at+jwt"}
     return [
         # RFC 9068: signed with the key, but not an access token of this API.
@@ -372,6 +381,12 @@ def invalid_token_cases(user_id):
         forge(good | {"sub": "1 OR 1=1"}),
         forge(good | {"sub": "-1"}),
         forge(good | {"iat": now + 3600}),
+        # Sessions: a token without one (issued before the upgrade), another user's, made up.
+        forge({k: v for k, v in good.items() if k != "sid"}, headers=at_jwt),
+        forge(good | {"sub": str(int(user_id) + 1)}, headers=at_jwt),
+        forge(good | {"sid": "A" * 22}, headers=at_jwt),
+        forge(good | {"sid": 12345}, headers=at_jwt),
+        forge(good | {"sid": "x' OR '1'='1"}, headers=at_jwt),
         jwt.encode(good, None, algorithm="none"),
         forge(good, key=TEST_SECRET_KEY + "x" * 30, algorithm="HS512"),
         forge(good).rsplit(".", 1)[0] + ".",
@@ -383,7 +398,8 @@ def invalid_token_cases(user_id):
 def test_invalid_tokens_are_401_invalid_token(client, auth, db):
     token = auth.token()  # alice exists and is logged in
     (user,) = sql(db, "SELECT id FROM users")
-    for case in invalid_token_cases(str(user["id"])):
+    (session,) = sql(db, "SELECT id FROM sessions")
+    for case in invalid_token_cases(str(user["id"]), session["id"]):
         response = client.get("/products", headers=bearer(case))
         assert response.status_code == 401, case
         assert response.headers["WWW-Authenticate"].endswith('error="invalid_token"'), case
@@ -391,11 +407,12 @@ def test_invalid_tokens_are_401_invalid_token(client, auth, db):
 
 
 def test_token_signed_with_key_but_not_issued_by_login_is_refused(client, auth, db):
-    """Even a correctly signed token is useless unless it is the user's current one."""
+    """Even a correctly signed token is useless unless a login started its session."""
     auth.token()
     (user,) = sql(db, "SELECT id FROM users")
     now = int(time.time())
-    token = forge({"sub": str(user["id"]), "iat": now, "exp": now + 600})
+    claims = {"sub": str(user["id"]), "sid": "B" * 22, "iat": now, "exp": now + 600}
+    token = forge(claims | {"iss": "SecureAPI", "aud": "SecureAPI"}, headers={"typ": "at+jwt"})
     assert client.get("/products", headers=bearer(token)).status_code == 401
 
 
@@ -418,14 +435,13 @@ def test_pyjwt_checks_a_token_once_not_per_request(client, auth, monkeypatch):
 
 
 def current_forged_token(db, lifetime):
-    """A token valid for `lifetime` seconds, signed with the test key and stored as the
-    user's current one, as a login would have issued it."""
+    """A token valid for `lifetime` seconds, signed with the test key, of the user's
+    session, as a login would have issued it."""
     (user,) = sql(db, "SELECT id FROM users")
+    (session,) = sql(db, "SELECT id FROM sessions")
     now = int(time.time())
-    claims = {"sub": str(user["id"]), "iat": now, "exp": now + lifetime}
-    token = forge(claims | {"iss": "SecureAPI", "aud": "SecureAPI"}, headers={"typ": "at+jwt"})
-    sql(db, "UPDATE users SET last_token = %s", (token_digest(token),))
-    return token
+    claims = {"sub": str(user["id"]), "sid": session["id"], "iat": now, "exp": now + lifetime}
+    return forge(claims | {"iss": "SecureAPI", "aud": "SecureAPI"}, headers={"typ": "at+jwt"})
 
 
 def test_a_token_checked_before_is_refused_once_it_expires(client, auth, db, clock):
@@ -463,12 +479,13 @@ def test_odd_authorization_headers_are_401(client, header):
     assert response.status_code == 401
 
 
-def test_new_login_revokes_previous_token(client, auth):
+def test_a_new_login_leaves_the_other_sessions_logged_in(client, auth):
     auth.register("alice")
-    first = auth.login("alice", offset=0).json["token"]
-    second = auth.login("alice", offset=1).json["token"]
-    assert client.get("/products", headers=bearer(first)).status_code == 401
-    assert client.get("/products", headers=bearer(second)).status_code == 200
+    first = auth.login("alice", offset=0).json
+    second = auth.login("alice", offset=1).json
+    assert first["session_id"] != second["session_id"]
+    assert client.get("/products", headers=bearer(first["token"])).status_code == 200
+    assert client.get("/products", headers=bearer(second["token"])).status_code == 200
 
 
 def test_logout_revokes_token(client, auth, db):
@@ -476,7 +493,7 @@ def test_logout_revokes_token(client, auth, db):
     response = client.post("/logout", headers=headers)
     assert response.status_code == 200
     assert response.json == {"message": "Logged out"}
-    assert sql(db, "SELECT last_token FROM users")[0]["last_token"] is None
+    assert sql(db, "SELECT COUNT(*) AS n FROM sessions")[0]["n"] == 0
     response = client.get("/products", headers=headers)
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]

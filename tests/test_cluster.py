@@ -255,6 +255,32 @@ def test_otp_races_across_nodes_give_one_token_and_401s(cluster):
     assert outcomes == [[200, 401]] * len(outcomes)
 
 
+def test_refresh_races_across_nodes_give_one_200_and_end_the_session(cluster):
+    """Two instances, each on its own Galera node, spend one refresh token at once: the
+    loser fails at commit (a certification conflict), its rerun finds the token spent, and
+    that is reuse (RFC 9700 4.14.2): exactly one 200, and the session ends."""
+    outcomes = []
+    for _ in range(10):
+        username, registered = new_user(cluster)
+        status, _, login = cluster.login(
+            username, "a", recovery_code=registered["recovery_codes"][0]
+        )
+        assert status == 200, login
+        body = {"refresh_token": login["refresh_token"]}
+        client = {"X-Forwarded-For": fake_client()}  # the refresh rate limit is per address
+        statuses = at_once(
+            *[
+                lambda body=body, target=target, client=client: cluster.call(
+                    "POST", "/token/refresh", body, target=target, headers=client
+                )[0]
+                for target in ("a", "b")
+            ]
+        )
+        outcomes.append(sorted(statuses))
+        assert cluster.call("GET", "/me", token=login["token"], target="b")[0] == 401
+    assert outcomes == [[200, 401]] * len(outcomes)
+
+
 def test_concurrent_wrong_guesses_across_nodes_get_only_401_and_429(cluster):
     statuses = []
     for _ in range(4):

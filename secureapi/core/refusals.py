@@ -36,6 +36,13 @@ class MissingToken(Unauthorized):
         )
 
 
+class InvalidRefreshToken(Unauthorized):
+    """Unknown, malformed, spent, expired or another session's: one answer for all."""
+
+    def __init__(self):
+        super().__init__("The refresh token is invalid, expired or revoked; log in again.")
+
+
 class Forbidden(Refused):
     status = 403
 

@@ -3,6 +3,7 @@ changes of a logged-in user. Rules live in passwords, two_factor, tokens and loc
 this module only orders them."""
 
 import io
+import logging
 
 import qrcode
 from flask import Blueprint, current_app, g, request, send_file, url_for
@@ -13,6 +14,7 @@ from secureapi.core.refusals import (
     AccountLocked,
     ClientLockedOut,
     Forbidden,
+    InvalidRefreshToken,
     Unauthorized,
     ValidationError,
 )
@@ -44,7 +46,15 @@ from secureapi.security.passwords import (
     validate_new_password,
 )
 from secureapi.security.rate_limits import limiter
-from secureapi.security.tokens import issue_token, token_digest, token_required
+from secureapi.security.sessions import (
+    audit_ended,
+    end_user_sessions,
+    expires_at,
+    refresh_lifetime,
+    rotate,
+    start_session,
+)
+from secureapi.security.tokens import issue_token, token_required
 from secureapi.security.two_factor import (
     decrypt_secret,
     encrypt_secret,
@@ -179,23 +189,57 @@ def login():
     lockout = claim_login_attempt(account)
     if not password_matches(user, password):
         fail_login(account, lockout, "bad_password" if user else "unknown_user")
-    token = issue_token(user["id"])
-    # A disabled account's right code is consumed like any other, but gets no token.
-    stored_token = None if user["disabled"] else token_digest(token)
-    fields = use_second_factor(user, field, code, stored_token)
-    if fields is None:
+    used = use_second_factor(user, field, code)
+    if used is None:
         fail_login(user["username"], lockout, f"bad_{field}")
-    if user["disabled"]:
+    fields, session = used
+    if user["disabled"]:  # its right code is consumed like any other, but starts no session
         audit("login_refused", user["username"], reason="disabled")
         count_login("disabled")
         raise Forbidden("This account is disabled.")
     if field == "recovery_code":
         audit("recovery_code_used", user["username"], remaining=fields["recovery_codes_remaining"])
     audit("login_succeeded", user["username"], method=field)
+    audit("session_started", user["username"], session_id=session["id"])
+    audit_ended(user["username"], session["ended"], "session_limit")
     count_login("success")
     rehash_if_needed(user, password)
-    body = {"token": token, "token_type": "Bearer"} | fields
-    return body | {"expires_in": current_app.config["JWT_EXPIRES_SECONDS"]}
+    return session_tokens(user["id"], session) | fields
+
+
+@bp.post("/token/refresh")
+@limiter.limit(lambda: current_app.config["RATELIMIT_REFRESH"])
+def refresh():
+    """A new access token and a new refresh token for the session of a refresh token,
+    which is then spent. Every refusal gets the same 401: no oracle for a guesser."""
+    data = json_object()
+    refuse_unknown_fields(data, ("refresh_token",))
+    why, session, new_token = rotate(require_text(data, "refresh_token"))
+    if why is not None:
+        username = session["username"] if session else None
+        if why == "reused":  # RFC 9700 4.14.2: someone else has (had) this token
+            audit("refresh_reused", username, session_id=session["id"], level=logging.WARNING)
+        if session:
+            audit_ended(username, [session["id"]], why)
+        else:
+            audit("refresh_refused", None, reason=why)
+        raise InvalidRefreshToken()
+    audit("session_refreshed", session["username"], session_id=session["id"])
+    return session_tokens(session["user_id"], session | {"refresh_token": new_token})
+
+
+def session_tokens(user_id, session):
+    """The answer of a login or a refresh: an access token of the session, its refresh
+    token, and when each stops working."""
+    token, expires_in = issue_token(user_id, session["id"], expires_at(session["created_at"]))
+    return {
+        "token": token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "refresh_token": session["refresh_token"],
+        "refresh_expires_in": refresh_lifetime(session["created_at"]),
+        "session_id": session["id"],
+    }
 
 
 def claim_login_attempt(account):
@@ -218,33 +262,33 @@ def fail_login(account, lockout, reason):
     raise Unauthorized(LOGIN_FAILED)
 
 
-def use_second_factor(user, field, code, stored_token):
-    """Consume the one-time or recovery code and store the new token's digest, in one
-    transaction: the fields the code adds to the answer, or None if the code was refused."""
+def use_second_factor(user, field, code):
+    """Consume the one-time or recovery code and start a session, in one transaction:
+    (the fields the code adds to the answer, the session), or None if the code was
+    refused."""
     if field == "otp":
         secret = decrypt_secret(user["twofa_secret"])
         step = matching_otp_step(secret, code)  # None too if the secret is unreadable
         if step is None:
             return None
-        return in_transaction(use_otp_at_login, user, secret, step, stored_token)
-    return in_transaction(use_recovery_code_at_login, user, code, stored_token)
+        return in_transaction(use_otp_at_login, user, secret, step)
+    return in_transaction(use_recovery_code_at_login, user, code)
 
 
-def use_otp_at_login(cursor, user, secret, step, stored_token):
+def use_otp_at_login(cursor, user, secret, step):
     """One atomic statement: of two requests with the same code, only one can move
     last_otp_step forward (RFC 6238 section 5.2), so only one gets a token; and none if a
     2FA reset replaced the secret meanwhile. Rewriting the secret encrypts a v1 plain one
     and moves it to the newest key. The loser of a race on another Galera node fails at
     commit (1213); its rerun matches no row. Database work only (it may run twice)."""
     if not cursor.execute(
-        "UPDATE users SET last_otp_step = %s, last_token = %s, twofa_secret = %s,"
+        "UPDATE users SET last_otp_step = %s, twofa_secret = %s,"
         " twofa_confirmed_at = COALESCE(twofa_confirmed_at, UTC_TIMESTAMP()),"
         " enrolment_until = NULL"
         " WHERE id = %s AND twofa_secret = %s AND password = %s"
         " AND (last_otp_step IS NULL OR last_otp_step < %s)",
         (
             step,
-            stored_token,
             encrypt_secret(secret),
             user["id"],
             user["twofa_secret"],
@@ -253,11 +297,10 @@ def use_otp_at_login(cursor, user, secret, step, stored_token):
         ),
     ):
         return None
-    clear_failures(cursor, user["username"])
-    return {}
+    return logged_in(cursor, user, {})
 
 
-def use_recovery_code_at_login(cursor, user, code, stored_token):
+def use_recovery_code_at_login(cursor, user, code):
     """The row lock holds off a password change racing this login (bcrypt checked the
     password that is still there); the code is marked used atomically. Database work only
     (it may run twice)."""
@@ -268,12 +311,16 @@ def use_recovery_code_at_login(cursor, user, code, stored_token):
         return None
     # Any login closes enrolment: whoever has the password and a recovery code must not be
     # able to fetch the TOTP secret afterwards.
-    cursor.execute(
-        "UPDATE users SET last_token = %s, enrolment_until = NULL WHERE id = %s",
-        (stored_token, user["id"]),
-    )
+    cursor.execute("UPDATE users SET enrolment_until = NULL WHERE id = %s", (user["id"],))
+    remaining = remaining_recovery_codes(cursor, user["id"])
+    return logged_in(cursor, user, {"recovery_codes_remaining": remaining})
+
+
+def logged_in(cursor, user, fields):
+    """Both factors are right: forgive the client's failures and start a session (none
+    for a disabled account). (fields, the session)."""
     clear_failures(cursor, user["username"])
-    return {"recovery_codes_remaining": remaining_recovery_codes(cursor, user["id"])}
+    return fields, None if user["disabled"] else start_session(cursor, user["id"])
 
 
 def rehash_if_needed(user, password):
@@ -289,8 +336,10 @@ def rehash_if_needed(user, password):
 @bp.post("/logout")
 @token_required("viewer")
 def logout():
-    execute("UPDATE users SET last_token = NULL WHERE id = %s", (g.user["id"],))
+    """Ends this session only: the user's other devices stay logged in."""
+    execute("DELETE FROM sessions WHERE id = %s", (g.user["session_id"],))
     audit("logout", g.user["username"])
+    audit_ended(g.user["username"], [g.user["session_id"]], "logout")
     return {"message": "Logged out"}
 
 
@@ -314,7 +363,13 @@ def regenerate_recovery_codes():
 def reset_two_factor():
     data = json_object()
     refuse_unknown_fields(data, ("password", "otp", "recovery_code"))
-    secret = reauthenticated(data, "password", lambda cursor: reset_secret(cursor, g.user["id"]))
+
+    def reset(cursor):
+        # Every session ends, this one too: the next login proves the new secret.
+        return reset_secret(cursor, g.user["id"]), end_user_sessions(cursor, g.user["id"])
+
+    secret, ended = reauthenticated(data, "password", reset)
     audit("twofa_reset", g.user["username"])
+    audit_ended(g.user["username"], ended, "two_factor_reset")
     body = {"message": "Two-factor authentication reset; log in with a code of the new secret."}
     return body | enrolment(g.user["username"], secret)

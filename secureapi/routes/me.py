@@ -1,15 +1,23 @@
-"""Blueprint for the token holder's own account: who am I, change my password, delete me.
-Changes need both factors again (accounts.reauthenticated)."""
+"""Blueprint for the token holder's own account: who am I, change my password, my sessions
+(list, end one, end all others), delete me. Credential changes need both factors again
+(accounts.reauthenticated); ending a session does not."""
 
 import functools
 
-from flask import Blueprint, g
+from flask import Blueprint, current_app, g
 
+from secureapi.core.refusals import NotFound
 from secureapi.core.validation import json_object, refuse_unknown_fields, require_text
-from secureapi.data.database import query, utc_iso
+from secureapi.data.database import execute, in_transaction, query, utc_iso
 from secureapi.security.accounts import delete_account, reauthenticated, refuse_last_admin
 from secureapi.security.audit import audit
 from secureapi.security.passwords import hash_password, validate_new_password
+from secureapi.security.sessions import (
+    SESSION_ID,
+    audit_ended,
+    end_user_sessions,
+    user_sessions,
+)
 from secureapi.security.tokens import invalid_token, token_required
 
 bp = Blueprint("me", __name__)
@@ -50,15 +58,43 @@ def change_password():
     new_hash = functools.cache(lambda: hash_password(new_password))
 
     def change(cursor):
-        # Every token dies with the old password: whoever held one logs in again.
-        cursor.execute(
-            "UPDATE users SET password = %s, last_token = NULL WHERE id = %s",
-            (new_hash(), g.user["id"]),
-        )
+        cursor.execute("UPDATE users SET password = %s WHERE id = %s", (new_hash(), g.user["id"]))
+        # ASVS 5.0 7.4.3: whoever else was logged in with the old password is out; this
+        # session, which just proved both factors, goes on.
+        return end_user_sessions(cursor, g.user["id"], keep=g.user["session_id"])
 
-    reauthenticated(data, "current_password", change)
+    ended = reauthenticated(data, "current_password", change)
     audit("password_changed", g.user["username"])
-    return {"message": "Password changed; log in again with the new password."}
+    audit_ended(g.user["username"], ended, "password_changed")
+    return {"message": "Password changed; your other sessions have ended."}
+
+
+@bp.get("/me/sessions")
+@token_required("viewer")
+def list_my_sessions():
+    return current_app.json.response(user_sessions(g.user["id"], g.user["session_id"]))
+
+
+@bp.delete("/me/sessions")
+@token_required("viewer")
+def end_my_other_sessions():
+    """Sign out everywhere else: every session but this one ends."""
+    ended = in_transaction(end_user_sessions, g.user["id"], g.user["session_id"])
+    audit_ended(g.user["username"], ended, "ended_by_user")
+    return "", 204
+
+
+@bp.delete("/me/sessions/<session_id>")
+@token_required("viewer")
+def end_my_session(session_id):
+    # Another user's session is answered as one that does not exist.
+    ended = SESSION_ID.fullmatch(session_id) and execute(
+        "DELETE FROM sessions WHERE id = %s AND user_id = %s", (session_id, g.user["id"])
+    )
+    if not ended:
+        raise NotFound("You have no session with that id.")
+    audit_ended(g.user["username"], [session_id], "ended_by_user")
+    return "", 204
 
 
 @bp.delete("/me")

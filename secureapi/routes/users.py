@@ -7,7 +7,7 @@ import sys
 
 import click
 import qrcode
-from flask import Blueprint, g
+from flask import Blueprint, current_app, g
 from flask.cli import with_appcontext
 
 from secureapi.core.refusals import Conflict, NotFound, Refused, ValidationError
@@ -26,6 +26,7 @@ from secureapi.security.accounts import (
 from secureapi.security.audit import audit
 from secureapi.security.lockout import unlock
 from secureapi.security.passwords import validate_new_password
+from secureapi.security.sessions import audit_ended, end_user_sessions, user_sessions
 from secureapi.security.tokens import token_required
 from secureapi.security.two_factor import otpauth_uri, reset_secret
 
@@ -99,20 +100,16 @@ def update_user(user_id):
         if "locked" in changes:
             unlock(cursor, user["username"])
         cursor.execute(
-            "UPDATE users SET role = %s, disabled = %s,"
-            # Disabling ends the session at once; enabling does not bring it back.
-            " last_token = IF(%s, NULL, last_token) WHERE id = %s",
-            (
-                changes.get("role", user["role"]),
-                changes.get("disabled", user["disabled"]),
-                bool(changes.get("disabled")),
-                user_id,
-            ),
+            "UPDATE users SET role = %s, disabled = %s WHERE id = %s",
+            (changes.get("role", user["role"]), changes.get("disabled", user["disabled"]), user_id),
         )
-        return user | changes
+        # Disabling ends every session at once; enabling brings none back.
+        ended = end_user_sessions(cursor, user_id) if changes.get("disabled") else []
+        return user | changes, ended
 
-    user = in_transaction(update)
+    user, ended = in_transaction(update)
     audit("user_updated", g.user["username"], user=user["username"], **changes)
+    audit_ended(user["username"], ended, "disabled")
     return {"message": "User updated", "user": account_json(user)}
 
 
@@ -143,14 +140,38 @@ def reset_user_two_factor(user_id):
         user = locked_user(cursor, user_id)
         reset_secret(cursor, user_id)
         cursor.execute("DELETE FROM recovery_codes WHERE user_id = %s", (user_id,))
-        return user
+        return user, end_user_sessions(cursor, user_id)
 
-    user = in_transaction(reset)
+    user, ended = in_transaction(reset)
     audit("twofa_reset", g.user["username"], user=user["username"])
+    audit_ended(user["username"], ended, "two_factor_reset")
     return {
         "message": "Two-factor authentication reset; the user fetches the new QR code with"
         " their password, then logs in with a code of it."
     }
+
+
+@bp.get("/users/<id:user_id>/sessions")
+@token_required("admin")
+def list_user_sessions(user_id):
+    if not query("SELECT id FROM users WHERE id = %s", (user_id,)):
+        raise NotFound("No user has that id.")
+    return current_app.json.response(user_sessions(user_id, g.user["session_id"]))
+
+
+@bp.delete("/users/<id:user_id>/sessions")
+@token_required("admin")
+def end_user_sessions_route(user_id):
+    """Sign the user out everywhere (the admin's own current session too, if it is theirs)."""
+
+    def end(cursor):
+        user = locked_user(cursor, user_id)
+        return user, end_user_sessions(cursor, user_id)
+
+    user, ended = in_transaction(end)
+    audit("sessions_ended", g.user["username"], user=user["username"], count=len(ended))
+    audit_ended(user["username"], ended, "ended_by_admin")
+    return "", 204
 
 
 # --- CLI ------------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """Access tokens and roles: issuing JWTs, and token_required, the one reader of the
-Authorization header, which lets a view run only for the holder of the user's current token
-(g.user) whose role allows it."""
+Authorization header, which lets a view run only for the holder of a token of a session that
+has not ended (g.user) whose role allows it."""
 
 import functools
-import hashlib
 import hmac
 import re
 import secrets
@@ -16,9 +15,15 @@ from config import now
 from secureapi.core.refusals import InsufficientRole, InvalidToken, MissingToken
 from secureapi.data.database import query
 from secureapi.security.audit import audit
+from secureapi.security.sessions import SESSION_ID, touch
 
 # Each role may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
+# The token holder as token_required gives it to a view (g.user).
+HOLDER_COLUMNS = (
+    "users.id, users.username, users.password, users.role, users.disabled,"
+    " sessions.id AS session_id, sessions.last_used_at"
+)
 
 
 class NoCookieSessions(SessionInterface):
@@ -33,23 +38,24 @@ class NoCookieSessions(SessionInterface):
         pass
 
 
-def token_digest(token):
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def issue_token(user_id):
+def issue_token(user_id, session_id, session_ends):
+    """(an access token of the session, its lifetime in seconds): JWT_EXPIRES_SECONDS, but
+    never past the session's absolute end (Unix time `session_ends`)."""
     issued_at = int(now())  # the app's clock, which tests move instead of sleeping
     config = current_app.config
+    expires = min(issued_at + config["JWT_EXPIRES_SECONDS"], int(session_ends))
     claims = {
         "iss": config["JWT_ISSUER"],
         "aud": config["JWT_AUDIENCE"],
         "sub": str(user_id),
+        "sid": session_id,
         "iat": issued_at,
-        "exp": issued_at + config["JWT_EXPIRES_SECONDS"],
+        "exp": expires,
         "jti": secrets.token_urlsafe(16),
     }
     # RFC 9068: typ at+jwt tells this access token apart from any other JWT the key signs.
-    return jwt.encode(claims, config["SECRET_KEY"], algorithm="HS256", headers={"typ": "at+jwt"})
+    token = jwt.encode(claims, config["SECRET_KEY"], algorithm="HS256", headers={"typ": "at+jwt"})
+    return token, expires - issued_at
 
 
 def invalid_token(reason, username=None):
@@ -59,9 +65,10 @@ def invalid_token(reason, username=None):
 
 
 def token_required(role):
-    """Let the view run only for the holder of the user's current, valid token (g.user),
-    if the account is enabled and its role is `role` or above. Role and disabled come from
-    the row the token check reads anyway, so a change takes effect on the next request."""
+    """Let the view run only for the holder of a valid token of a session that has not
+    ended (g.user, with its session_id), if the account is enabled and its role is `role`
+    or above. Session, role and disabled come from the one row the token check reads, so a
+    change takes effect on the next request."""
     needed = ROLES.index(role)
 
     def decorator(view):
@@ -80,7 +87,7 @@ def token_required(role):
 
 
 def token_holder():
-    """The users row of the request's token holder; else raises the 401."""
+    """The token holder's users row and session; else raises the 401."""
     header = request.headers.get("Authorization")
     if not header:
         audit("token_refused", None, reason="missing")
@@ -90,40 +97,40 @@ def token_holder():
         raise invalid_token("malformed")
     config = current_app.config
     try:
-        subject, digest = verified_token(
+        subject, session_id = verified_token(
             token, config["SECRET_KEY"], config["JWT_ISSUER"], config["JWT_AUDIENCE"]
         )
     except jwt.ExpiredSignatureError:
         raise invalid_token("expired") from None
     except jwt.InvalidTokenError:
         raise invalid_token("invalid") from None
+    # One round trip by primary keys: the session (gone once ended) and its user.
     rows = query(
-        "SELECT id, username, password, last_token, role, disabled FROM users WHERE id = %s",
-        (subject,),
+        f"SELECT {HOLDER_COLUMNS} FROM sessions JOIN users ON users.id = sessions.user_id"  # noqa: S608
+        " WHERE sessions.id = %s AND sessions.user_id = %s",
+        (session_id, subject),
     )
-    # Only the digest of the latest login's token is stored: logout, a new login and
-    # a 2FA reset revoke every earlier token.
-    if (
-        not rows
-        or not rows[0]["last_token"]
-        or not hmac.compare_digest(rows[0]["last_token"], digest)
-    ):
-        raise invalid_token("revoked", rows[0]["username"] if rows else None)
-    if rows[0]["disabled"]:
-        raise invalid_token("disabled", rows[0]["username"])
-    return rows[0]
+    if not rows:  # the session ended: say whose it was (only this refusal pays for it)
+        holders = query("SELECT username FROM users WHERE id = %s", (subject,))
+        raise invalid_token("revoked", holders[0]["username"] if holders else None)
+    user = rows[0]
+    if user["disabled"]:
+        raise invalid_token("disabled", user["username"])
+    touch(session_id, user.pop("last_used_at"))
+    return user
 
 
 def verified_token(token, key, issuer, audience):
-    """The subject and digest of a token this API issued, signed with `key`, unexpired; else
-    jwt.InvalidTokenError. Its times are checked on every call, the rest once per token."""
-    subject, digest, expires, issued, not_before = checked_token(token, key, issuer, audience)
+    """The subject and session of a token this API issued, signed with `key`, unexpired;
+    else jwt.InvalidTokenError. Its times are checked on every call, the rest once per
+    token."""
+    subject, session_id, expires, issued, not_before = checked_token(token, key, issuer, audience)
     current = now()
     if expires <= current:
         raise jwt.ExpiredSignatureError("Signature has expired")
     if issued > current or not_before > current:
         raise jwt.ImmatureSignatureError("The token is not yet valid")
-    return subject, digest
+    return subject, session_id
 
 
 # A client sends the same token with every request: its signature, claims and digest are
@@ -143,7 +150,7 @@ def checked_token(token, key, issuer, audience):
         # Its times are checked by verified_token against the app's clock (config.now), on
         # every request; here only that they are integers, as PyJWT would.
         options={
-            "require": ["exp", "iat", "sub", "iss", "aud"],
+            "require": ["exp", "iat", "sub", "sid", "iss", "aud"],
             "verify_exp": False,
             "verify_iat": False,
             "verify_nbf": False,
@@ -156,12 +163,16 @@ def checked_token(token, key, issuer, audience):
     subject = payload["sub"]
     if not (isinstance(subject, str) and re.fullmatch(r"[0-9]{1,10}", subject)):
         raise jwt.InvalidTokenError("not a user id")
+    # A token issued before sessions has no sid: refused (the upgrade logs everyone out).
+    session_id = payload["sid"]
+    if not (isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)):
+        raise jwt.InvalidTokenError("not a session id")
     # As PyJWT reads them; a tuple, which no caller can change in the cache.
     try:
         times = (int(payload["exp"]), int(payload["iat"]), int(payload.get("nbf", 0)))
     except (ValueError, TypeError, OverflowError):
         raise jwt.InvalidTokenError("exp, iat and nbf must be integers") from None
-    return subject, token_digest(token), *times
+    return subject, session_id, *times
 
 
 def bearer_token_matches(expected):
@@ -172,12 +183,15 @@ def bearer_token_matches(expected):
 
 
 def lock_token_holder(cursor):
-    """Lock the user's row for the rest of the transaction and return it as it is now, if
-    the request's token is still the current one (None if not): a logout, login, demotion
-    or disable may have happened while bcrypt was running."""
+    """Lock the user's row and the request's session for the rest of the transaction and
+    return them as they are now, if the session has not ended (None if it has): a logout,
+    demotion or disable may have happened while bcrypt was running."""
     cursor.execute(
-        "SELECT id, username, password, last_token, role, disabled FROM users"
-        " WHERE id = %s AND last_token = %s AND NOT disabled FOR UPDATE",
-        (g.user["id"], g.user["last_token"]),
+        f"SELECT {HOLDER_COLUMNS} FROM users JOIN sessions ON sessions.user_id = users.id"  # noqa: S608
+        " WHERE users.id = %s AND sessions.id = %s AND NOT users.disabled FOR UPDATE",
+        (g.user["id"], g.user["session_id"]),
     )
-    return cursor.fetchone()
+    user = cursor.fetchone()
+    if user:
+        del user["last_used_at"]
+    return user

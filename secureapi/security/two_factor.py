@@ -79,13 +79,13 @@ def enrolment_deadline():
 
 
 def reset_secret(cursor, user_id):
-    """Replace the user's TOTP secret: the QR code opens for the enrolment window, every
-    token of the user dies, and no earlier time step counts against the new secret.
+    """Replace the user's TOTP secret: the QR code opens for the enrolment window, and no
+    earlier time step counts against the new secret (the caller ends the sessions).
     Returns the new secret."""
     secret = pyotp.random_base32()  # 160 bits from the secrets module
     cursor.execute(
         "UPDATE users SET twofa_secret = %s, twofa_confirmed_at = NULL, enrolment_until = %s,"
-        " last_otp_step = NULL, last_token = NULL WHERE id = %s",
+        " last_otp_step = NULL WHERE id = %s",
         (encrypt_secret(secret), enrolment_deadline(), user_id),
     )
     return secret
