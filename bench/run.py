@@ -7,6 +7,8 @@ configured cost across as many processes as gunicorn has workers: the login floo
 prints a table with ratios and appends the results to bench/results/results.jsonl.
 """
 
+import hashlib
+import hmac
 import json
 import multiprocessing
 import os
@@ -32,6 +34,7 @@ from secureapi.data.database import init_db
 from secureapi.data.search import SORT_COLUMNS, Search, cursor_key, make_cursor
 from secureapi.data.words import prefixes
 from secureapi.security.passwords import PREHASHED, prehash
+from secureapi.security.sessions import REFRESH_TOKEN_PREFIX, digest_key
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))
@@ -45,8 +48,14 @@ THREADS = 2
 CONNECTIONS = 16
 LOGIN_USERS = 600
 COMPARISON_ROUNDS = 3
-# BENCH_ONLY=production runs only the side-by-side rows (while iterating on performance).
+# BENCH_ONLY=production runs only the side-by-side rows, BENCH_ONLY=refresh only the
+# refresh row (while iterating on performance).
 ONLY = os.environ.get("BENCH_ONLY", "")
+REFRESH = "POST /token/refresh"
+# Refreshes a second no run will reach: each refresh token works once (a second use would be
+# taken as theft and end its session), so each request needs one of its own.
+REFRESH_TOKENS_PER_SECOND = 5000
+REFRESH_TARGET = 1000
 BARE_CEILING = "bare Flask ceiling"
 ONE = "GET /products/<id>"
 PAGE = "GET /products?limit=100"
@@ -138,6 +147,11 @@ def main():
             ),
         ]
         results = {}
+        if ONLY == "refresh":
+            refresh = run_refresh(cursor, secret_key)
+            print(f"\n{REFRESH}: {refresh['rps']:.0f}/s, p50 {refresh['p50_us'] / 1000:.2f} ms,"
+                  f" {refresh['errors']} errors (target >= {REFRESH_TARGET}/s)")  # fmt: skip
+            return None
         if ONLY == "production":
             production = production_comparison(env, token)
             return report_production(production)
@@ -163,6 +177,7 @@ def main():
             workers * 2,
         )
         bodies.unlink()
+        results[REFRESH] = run_refresh(cursor, secret_key)
         production = production_comparison(env, token)
     finally:
         stop_server(server)
@@ -232,6 +247,39 @@ def seed_users(cursor, fernet, rounds):
         [(name, password_hash, fernet.encrypt(secret.encode()).decode()) for name, secret in users],
     )
     return users
+
+
+def run_refresh(cursor, secret_key):
+    """POST /token/refresh, each request with a refresh token of its own, of sessions
+    written straight into the database as a login would have (no bcrypt on this path)."""
+    count = SECONDS * REFRESH_TOKENS_PER_SECOND
+    cursor.execute("SELECT id FROM users ORDER BY id LIMIT 1")
+    (user_id,) = cursor.fetchone()
+    key = digest_key(secret_key)
+    tokens = [REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(count)]
+    sessions = [secrets.token_urlsafe(16) for _ in range(count)]
+    cursor.executemany(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at)"
+        " VALUES (%s, %s, UTC_TIMESTAMP(), UTC_TIMESTAMP())",
+        [(session, user_id) for session in sessions],
+    )
+    cursor.executemany(
+        "INSERT INTO refresh_tokens (digest, session_id, created_at)"
+        " VALUES (%s, %s, UTC_TIMESTAMP())",
+        [
+            (hmac.new(key, token.encode(), hashlib.sha256).hexdigest(), session)
+            for token, session in zip(tokens, sessions, strict=True)
+        ],
+    )
+    bodies = ROOT / "bench/results/refresh-bodies.txt"
+    bodies.write_text("".join(json.dumps({"refresh_token": t}) + "\n" for t in tokens))
+    try:
+        return run_wrk(
+            {"BENCH_METHOD": "POST", "BENCH_PATH": "/token/refresh", "BENCH_BODIES": str(bodies)},
+            CONNECTIONS,
+        )
+    finally:
+        bodies.unlink()
 
 
 def production_comparison(env, token):
@@ -420,6 +468,11 @@ def report(results, bcrypt_rate, workers, rounds):
     print(
         f"login / bcrypt bound: {login_ratio:.1%}  (target >= 90%)"
         f" {'OK' if login_ratio >= 0.9 else 'MISSED'}"
+    )
+    refresh = results[REFRESH]["rps"]
+    print(
+        f"refresh: {refresh:.0f}/s  (target >= {REFRESH_TARGET}/s)"
+        f" {'OK' if refresh >= REFRESH_TARGET else 'MISSED'}"
     )
     print(f"errors under load: {errors}  (target 0) {'OK' if errors == 0 else 'MISSED'}")
     record = {
