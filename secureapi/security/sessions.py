@@ -125,47 +125,55 @@ def rotate(token):
     Returns (None, session, new token) on success, or (why, session or None, None) when
     the token is refused: why is "unknown", "reused" (the session ended: RFC 9700
     4.14.2), "idle", "expired" (absolute age) or "disabled" (the session ended too).
-    Racing refreshes with one token take turns on its row (on a Galera cluster, the loser
-    fails at commit and its rerun finds the token spent): exactly one succeeds."""
+    Racing refreshes with one token take turns on its row lock, and only the first matches
+    (on a Galera cluster, the loser fails at commit, and its rerun finds the token spent):
+    exactly one succeeds. Five round trips, BEGIN and COMMIT included."""
     if not REFRESH_TOKEN.fullmatch(token):
         return "unknown", None, None
     digest = refresh_digest(token)
     config = current_app.config
 
     def spend(cursor):
+        at = utc_datetime(seconds())
+        # One statement checks and writes: the token unspent, the session neither idle
+        # nor past its age; both rows matched means this refresh may go on.
+        spent = cursor.execute(
+            "UPDATE refresh_tokens JOIN sessions ON sessions.id = refresh_tokens.session_id"
+            " SET refresh_tokens.spent_at = %s, sessions.last_used_at = %s"
+            " WHERE refresh_tokens.digest = %s AND refresh_tokens.spent_at IS NULL"
+            " AND sessions.last_used_at >= %s AND sessions.created_at > %s",
+            (
+                at,
+                at,
+                digest,
+                at - timedelta(seconds=config["SESSION_IDLE_SECONDS"]),
+                at - timedelta(seconds=config["SESSION_MAX_SECONDS"]),
+            ),
+        )
+        # A locking read: the rows as they are now, not as an older snapshot had them.
         cursor.execute(
             "SELECT refresh_tokens.spent_at, sessions.id, sessions.user_id,"
-            " sessions.created_at, sessions.last_used_at FROM refresh_tokens"
-            " JOIN sessions ON sessions.id = refresh_tokens.session_id"
-            " WHERE refresh_tokens.digest = %s FOR UPDATE",
+            " sessions.created_at, sessions.last_used_at, users.username, users.disabled"
+            " FROM refresh_tokens JOIN sessions ON sessions.id = refresh_tokens.session_id"
+            " JOIN users ON users.id = sessions.user_id"
+            " WHERE refresh_tokens.digest = %s LOCK IN SHARE MODE",
             (digest,),
         )
         session = cursor.fetchone()
         if session is None:
             return "unknown", None, None
-        cursor.execute(
-            "SELECT username, role, disabled FROM users WHERE id = %s", (session["user_id"],)
-        )
-        session |= cursor.fetchone()
-        at = utc_datetime(seconds())
-        why = None
-        if session["spent_at"] is not None:
-            why = "reused"
-        elif session["disabled"]:
+        if spent and not session["disabled"]:
+            return None, session, new_refresh_token(cursor, session["id"], at)
+        if session["disabled"]:
             why = "disabled"
+        elif session["spent_at"] is not None and not spent:
+            why = "reused"
         elif at - session["last_used_at"] > timedelta(seconds=config["SESSION_IDLE_SECONDS"]):
             why = "idle"
-        elif seconds() >= expires_at(session["created_at"]):
+        else:
             why = "expired"
-        if why:
-            end_sessions(cursor, [session["id"]])
-            return why, session, None
-        cursor.execute(
-            "UPDATE refresh_tokens SET spent_at = %s WHERE digest = %s AND spent_at IS NULL",
-            (at, digest),
-        )
-        cursor.execute("UPDATE sessions SET last_used_at = %s WHERE id = %s", (at, session["id"]))
-        return None, session, new_refresh_token(cursor, session["id"], at)
+        end_sessions(cursor, [session["id"]])
+        return why, session, None
 
     return in_transaction(spend)
 
