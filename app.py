@@ -53,7 +53,12 @@ def create_app(test_config=None):
         raise RuntimeError("METRICS_TOKEN must be at least 32 characters long")
     if app.config["LOGIN_FAILURES_TTL_SECONDS"] < 1:
         raise RuntimeError("LOGIN_FAILURES_TTL_SECONDS must be at least 1")
-    for setting in ("SESSIONS_PER_USER", "SESSION_IDLE_SECONDS", "SESSION_MAX_SECONDS"):
+    for setting in (
+        "SESSIONS_PER_USER",
+        "SESSION_IDLE_SECONDS",
+        "SESSION_MAX_SECONDS",
+        "TOKENS_PER_USER",
+    ):
         if app.config[setting] < 1:
             raise RuntimeError(f"{setting} must be at least 1")
     metrics.init_app(app)  # first: its timer starts before every other hook

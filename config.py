@@ -90,6 +90,8 @@ class Config:
     SESSIONS_PER_USER = env_int("SESSIONS_PER_USER", 10)
     SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 1800)
     SESSION_MAX_SECONDS = env_int("SESSION_MAX_SECONDS", 43200)
+    # Personal access tokens (scripts, CI) one user may hold unexpired at once.
+    TOKENS_PER_USER = env_int("TOKENS_PER_USER", 20)
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
     TOTP_ISSUER = os.environ.get("TOTP_ISSUER", "SecureAPI")
     # Time steps accepted either side of the current one: 1 (90 s in all) forgives a phone

@@ -55,6 +55,17 @@ class InsufficientRole(Forbidden):
         )
 
 
+class InsufficientScope(Forbidden):
+    """A personal access token on a route its scopes do not cover (RFC 6750 section 3.1)."""
+
+    def __init__(self):
+        super().__init__(
+            "A personal access token works on the product routes only: GET with"
+            " products:read, writes with products:write. Use a session's token here.",
+            {"WWW-Authenticate": f'{BEARER_REALM}, error="insufficient_scope"'},
+        )
+
+
 class AccountLocked(Forbidden):
     """The hard lock: locked for every client until an admin unlocks it."""
 

@@ -54,7 +54,11 @@ from secureapi.security.sessions import (
     rotate,
     start_session,
 )
-from secureapi.security.tokens import issue_token, token_required
+from secureapi.security.tokens import (
+    issue_token,
+    refuse_personal_access_token,
+    token_required,
+)
 from secureapi.security.two_factor import (
     decrypt_secret,
     encrypt_secret,
@@ -212,6 +216,7 @@ def login():
 def refresh():
     """A new access token and a new refresh token for the session of a refresh token,
     which is then spent. Every refusal gets the same 401: no oracle for a guesser."""
+    refuse_personal_access_token()
     data = json_object()
     refuse_unknown_fields(data, ("refresh_token",))
     why, session, new_token = rotate(require_text(data, "refresh_token"))

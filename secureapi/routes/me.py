@@ -9,6 +9,12 @@ from flask import Blueprint, current_app, g
 from secureapi.core.refusals import NotFound
 from secureapi.core.validation import json_object, refuse_unknown_fields, require_text
 from secureapi.data.database import execute, in_transaction, query, utc_iso
+from secureapi.security.access_tokens import (
+    create_token,
+    revoke_token,
+    user_tokens,
+    validate_new_token,
+)
 from secureapi.security.accounts import delete_account, reauthenticated, refuse_last_admin
 from secureapi.security.audit import audit
 from secureapi.security.passwords import hash_password, validate_new_password
@@ -94,6 +100,38 @@ def end_my_session(session_id):
     if not ended:
         raise NotFound("You have no session with that id.")
     audit_ended(g.user["username"], [session_id], "ended_by_user")
+    return "", 204
+
+
+@bp.post("/me/tokens")
+@token_required("viewer")
+def create_my_token():
+    """A personal access token for a script or CI, shown this once. It needs both factors
+    again, as every other credential does."""
+    data = json_object()
+    fields = ("name", "scopes", "expires_in_days", "password", "otp", "recovery_code")
+    refuse_unknown_fields(data, fields)
+    name, scopes, days = validate_new_token(data)
+    created = reauthenticated(
+        data, "password", lambda cursor: create_token(cursor, g.user["id"], name, scopes, days)
+    )
+    audit("token_created", g.user["username"], token_id=created["id"], scopes=list(scopes))
+    return created, 201
+
+
+@bp.get("/me/tokens")
+@token_required("viewer")
+def list_my_tokens():
+    return current_app.json.response(user_tokens(g.user["id"]))
+
+
+@bp.delete("/me/tokens/<token_id>")
+@token_required("viewer")
+def revoke_my_token(token_id):
+    # Another user's token is answered as one that does not exist.
+    if not revoke_token(g.user["id"], token_id):
+        raise NotFound("You have no token with that id.")
+    audit("token_revoked", g.user["username"], token_id=token_id)
     return "", 204
 
 

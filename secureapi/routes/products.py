@@ -20,6 +20,7 @@ from secureapi.data.idempotency import idempotency_key
 from secureapi.data.search import find_page, next_parameters, product_search
 from secureapi.data.words import index_words
 from secureapi.routes.pagination import page
+from secureapi.security.access_tokens import READ, WRITE
 from secureapi.security.audit import audit
 from secureapi.security.rate_limits import limiter
 from secureapi.security.tokens import token_required
@@ -162,7 +163,7 @@ def product_not_found():
 
 @bp.post("/product")
 @bp.post("/products")
-@token_required("editor")
+@token_required("editor", scope=WRITE)
 @limit_writes
 def create_product():
     product = validate_product(json_object())
@@ -201,7 +202,7 @@ def create_product():
 
 
 @bp.get("/products")
-@token_required("viewer")
+@token_required("viewer", scope=READ)
 def list_products():
     search = product_search()  # filters, sort and keyset start: search.py
     rows = find_page(PRODUCT_COLUMNS, search)
@@ -209,7 +210,7 @@ def list_products():
 
 
 @bp.get("/products/<id:product_id>")
-@token_required("viewer")
+@token_required("viewer", scope=READ)
 def get_product(product_id):
     row = fetch_product(product_id)
     if row is None:
@@ -223,7 +224,7 @@ def get_product(product_id):
 
 @bp.put("/products/<id:product_id>")
 @bp.patch("/products/<id:product_id>")
-@token_required("editor")
+@token_required("editor", scope=WRITE)
 @limit_writes
 def update_product(product_id):
     changes = validate_product(json_object(), partial=request.method == "PATCH")
@@ -252,7 +253,7 @@ def update_product(product_id):
 
 
 @bp.delete("/products/<id:product_id>")
-@token_required("editor")
+@token_required("editor", scope=WRITE)
 @limit_writes
 def delete_product(product_id):
     condition, versions = write_condition()

@@ -14,6 +14,7 @@ from secureapi.core.refusals import Conflict, NotFound, Refused, ValidationError
 from secureapi.core.validation import json_object, refuse_unknown_fields
 from secureapi.data.database import in_transaction, query
 from secureapi.routes.pagination import page, page_parameters
+from secureapi.security.access_tokens import revoke_token, user_tokens
 from secureapi.security.accounts import (
     account_json,
     create_account,
@@ -171,6 +172,23 @@ def end_user_sessions_route(user_id):
     user, ended = in_transaction(end)
     audit("sessions_ended", g.user["username"], user=user["username"], count=len(ended))
     audit_ended(user["username"], ended, "ended_by_admin")
+    return "", 204
+
+
+@bp.get("/users/<id:user_id>/tokens")
+@token_required("admin")
+def list_user_tokens(user_id):
+    if not query("SELECT id FROM users WHERE id = %s", (user_id,)):
+        raise NotFound("No user has that id.")
+    return current_app.json.response(user_tokens(user_id))
+
+
+@bp.delete("/users/<id:user_id>/tokens/<token_id>")
+@token_required("admin")
+def revoke_user_token(user_id, token_id):
+    if not revoke_token(user_id, token_id):
+        raise NotFound("That user has no token with that id.")
+    audit("token_revoked", g.user["username"], user_id=user_id, token_id=token_id)
     return "", 204
 
 

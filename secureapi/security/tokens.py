@@ -12,18 +12,22 @@ from flask import current_app, g, request
 from flask.sessions import SessionInterface
 
 from config import now
-from secureapi.core.refusals import InsufficientRole, InvalidToken, MissingToken
+from secureapi.core.refusals import (
+    InsufficientRole,
+    InsufficientScope,
+    InvalidToken,
+    MissingToken,
+)
 from secureapi.data.database import query
+from secureapi.security import access_tokens
 from secureapi.security.audit import audit
 from secureapi.security.sessions import SESSION_ID, touch
 
 # Each role may do what the ones before it may.
 ROLES = ("viewer", "editor", "admin")
 # The token holder as token_required gives it to a view (g.user).
-HOLDER_COLUMNS = (
-    "users.id, users.username, users.password, users.role, users.disabled,"
-    " sessions.id AS session_id, sessions.last_used_at"
-)
+HOLDER_COLUMNS_OF_USER = "users.id, users.username, users.password, users.role, users.disabled"
+HOLDER_COLUMNS = f"{HOLDER_COLUMNS_OF_USER}, sessions.id AS session_id, sessions.last_used_at"
 
 
 class NoCookieSessions(SessionInterface):
@@ -64,17 +68,21 @@ def invalid_token(reason, username=None):
     return InvalidToken()
 
 
-def token_required(role):
+def token_required(role, scope=None):
     """Let the view run only for the holder of a valid token of a session that has not
     ended (g.user, with its session_id), if the account is enabled and its role is `role`
     or above. Session, role and disabled come from the one row the token check reads, so a
-    change takes effect on the next request."""
+    change takes effect on the next request. A personal access token is let in only where
+    the route names a `scope` that the token has (and the owner's role allows)."""
     needed = ROLES.index(role)
 
     def decorator(view):
         @functools.wraps(view)
         def wrapped(**kwargs):
             user = token_holder()
+            if user["session_id"] is None and scope not in user["scopes"]:
+                audit("forbidden", user["username"], needed=scope, token_id=user["token_id"])
+                raise InsufficientScope()
             if ROLES.index(user["role"]) < needed:
                 audit("forbidden", user["username"], needed=role, role=user["role"])
                 raise InsufficientRole(role, user["role"])
@@ -95,6 +103,13 @@ def token_holder():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token or " " in token:
         raise invalid_token("malformed")
+    if token.startswith(access_tokens.PREFIX):
+        user, why = access_tokens.holder(token, HOLDER_COLUMNS_OF_USER)
+        if user is None:
+            raise invalid_token(f"pat_{why}")
+        if user["disabled"]:
+            raise invalid_token("disabled", user["username"])
+        return user
     config = current_app.config
     try:
         subject, session_id = verified_token(
@@ -173,6 +188,15 @@ def checked_token(token, key, issuer, audience):
     except (ValueError, TypeError, OverflowError):
         raise jwt.InvalidTokenError("exp, iat and nbf must be integers") from None
     return subject, session_id, *times
+
+
+def refuse_personal_access_token():
+    """A route no personal access token may use, whatever its scopes, that reads no
+    Authorization header itself (POST /token/refresh): 403 for a PAT, nothing otherwise."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.startswith(access_tokens.PREFIX):
+        audit("forbidden", None, needed="a session")
+        raise InsufficientScope()
 
 
 def bearer_token_matches(expected):
