@@ -33,6 +33,8 @@ from config import Config
 from secureapi.data.database import init_db
 from secureapi.data.search import SORT_COLUMNS, Search, cursor_key, make_cursor
 from secureapi.data.words import prefixes
+from secureapi.security.access_tokens import PREFIX as PAT_PREFIX
+from secureapi.security.access_tokens import digest_key as pat_digest_key
 from secureapi.security.passwords import PREHASHED, prehash
 from secureapi.security.sessions import REFRESH_TOKEN_PREFIX, digest_key
 
@@ -62,6 +64,7 @@ PAGE = "GET /products?limit=100"
 PRODUCTION = "limiter + metrics on"
 FEATURES_OFF = "limiter + metrics off"
 FLOOR = "floor"
+PAT_ROW = "personal access token"
 PASSWORD = "bench password 0123"
 BASE = f"http://127.0.0.1:{PORT}"
 
@@ -153,7 +156,7 @@ def main():
                   f" {refresh['errors']} errors (target >= {REFRESH_TARGET}/s)")  # fmt: skip
             return None
         if ONLY == "production":
-            production = production_comparison(env, token)
+            production = production_comparison(env, token, seed_access_token(cursor, secret_key))
             return report_production(production)
         for name, scenario in scenarios:
             results[name] = run_wrk(scenario | {"BENCH_TOKEN": token}, CONNECTIONS)
@@ -178,7 +181,7 @@ def main():
         )
         bodies.unlink()
         results[REFRESH] = run_refresh(cursor, secret_key)
-        production = production_comparison(env, token)
+        production = production_comparison(env, token, seed_access_token(cursor, secret_key))
     finally:
         stop_server(server)
         cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
@@ -282,7 +285,23 @@ def run_refresh(cursor, secret_key):
         bodies.unlink()
 
 
-def production_comparison(env, token):
+def seed_access_token(cursor, secret_key):
+    """A products:read personal access token of the first user, as POST /me/tokens makes."""
+    cursor.execute("SELECT id FROM users ORDER BY id LIMIT 1")
+    (user_id,) = cursor.fetchone()
+    token_id = secrets.token_urlsafe(12)
+    token = PAT_PREFIX + token_id + secrets.token_urlsafe(32)
+    digest = hmac.new(pat_digest_key(secret_key), token.encode(), hashlib.sha256).hexdigest()
+    cursor.execute(
+        "INSERT INTO personal_access_tokens (id, user_id, name, scopes, digest, created_at,"
+        " expires_at) VALUES (%s, %s, 'bench', 'products:read', %s, UTC_TIMESTAMP(),"
+        " UTC_TIMESTAMP() + INTERVAL 1 DAY)",
+        (token_id, user_id, digest),
+    )
+    return token
+
+
+def production_comparison(env, token, access_token):
     """The bare-Flask ceiling, and one product and a 100-row page with the production
     defaults (rate limiter and metrics on), with both off, and on the floor (bare Flask
     doing only the work a read cannot skip), on four servers side by side, in alternating
@@ -303,6 +322,9 @@ def production_comparison(env, token):
         for path, scenario in ((ONE, one), (PAGE, page))
         for server in (PRODUCTION, FEATURES_OFF, FLOOR)
     ]
+    # The same read with a personal access token, on the production server (target: within
+    # 5 % of the session token's row).
+    rows.append((f"{ONE}, {PAT_ROW}", PRODUCTION, one | {"BENCH_TOKEN": access_token}))
     rounds = {name: [] for name, _, _ in rows}
     try:
         for _ in range(COMPARISON_ROUNDS):
@@ -351,6 +373,12 @@ def report_production(results):
             f" {cost:.1%} (target < 10%) {'OK' if cost < 0.1 else 'MISSED'}; the floor is at"
             f" {floor / ceiling:.1%} of the ceiling, production at {on / floor:.1%} of the floor"
         )
+    session = results[f"{ONE}, {PRODUCTION}"]["rps"]
+    pat = results[f"{ONE}, {PAT_ROW}"]["rps"]
+    print(
+        f"{ONE} with a personal access token: {pat / session:.1%} of the session token's row"
+        f" (target >= 95%) {'OK' if pat >= 0.95 * session else 'MISSED'}"
+    )
     with open(ROOT / "bench/results/results.jsonl", "a") as f:
         f.write(json.dumps({"production": results}) + "\n")
 
