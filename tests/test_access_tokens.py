@@ -105,6 +105,27 @@ def test_creating_one_needs_both_factors(client, auth, owner, db):
     assert sql(db, "SELECT COUNT(*) AS n FROM personal_access_tokens")[0]["n"] == 0
 
 
+@pytest.mark.parametrize("twin", ["CI", "ci ", "cí", "CÍ"])
+def test_a_name_the_database_takes_for_the_same_is_409_not_500(auth, owner, twin):
+    pat(auth, owner, name="ci")
+    response = create(auth, owner, name=twin)
+    assert response.status_code == 409, response.json
+
+
+def test_a_refused_request_is_no_use_of_the_token(client, auth, owner, db, caplog):
+    created = pat(auth, owner)
+    with caplog.at_level(logging.INFO, logger="secureapi.audit"):
+        assert client.get("/me", headers=bearer(created["token"])).status_code == 403
+        assert (
+            client.post("/products", json=LAPTOP, headers=bearer(created["token"])).status_code
+            == 403
+        )
+    assert sql(db, "SELECT last_used_at FROM personal_access_tokens")[0]["last_used_at"] is None
+    assert '"token_first_used"' not in caplog.text
+    assert client.get("/products", headers=bearer(created["token"])).status_code == 200
+    assert sql(db, "SELECT last_used_at FROM personal_access_tokens")[0]["last_used_at"] is not None
+
+
 def test_names_are_unique_per_user_and_live_tokens_are_capped(make_app, clock, db):
     from tests.support import AuthActions
 

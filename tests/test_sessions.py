@@ -142,6 +142,46 @@ def test_a_session_idle_too_long_cannot_be_refreshed(client, auth, db):
     assert session_count(db) == 0  # and it ended: log in again
 
 
+def test_a_session_idle_exactly_its_limit_is_over(client, auth):
+    # refresh_expires_in said 1800: at second 1800 the token no longer works (review).
+    login = log_in(auth)
+    auth.clock.advance(login["refresh_expires_in"])
+    assert_refused(refresh(client, login["refresh_token"]))
+
+
+def test_dead_sessions_are_not_listed_and_purge_removes_them(client, auth, runner, db):
+    old = log_in(auth)
+    auth.clock.advance(1700)
+    current = log_in(auth)
+    auth.clock.advance(200)  # old is idle past its limit; current is not
+    listed = client.get("/me/sessions", headers=bearer(current["token"])).json
+    assert [s["id"] for s in listed] == [current["session_id"]]
+    result = runner.invoke(args=["purge"])
+    assert "Removed 1 sessions that went idle or past their age." in result.output
+    assert [r["id"] for r in sql(db, "SELECT id FROM sessions")] == [current["session_id"]]
+    assert_refused(refresh(client, old["refresh_token"]))
+
+
+def test_deleting_an_account_logs_each_session_it_ends(client, auth, caplog):
+    laptop, phone = log_in(auth), log_in(auth)
+    body = {"password": PASSWORD, "recovery_code": auth.recovery_codes["alice"][0]}
+    with caplog.at_level(logging.INFO, logger="secureapi.audit"):
+        assert client.delete("/me", json=body, headers=bearer(phone["token"])).status_code == 200
+    assert caplog.text.count('"why": "account_deleted"') == 2
+    assert laptop["session_id"] in caplog.text and phone["session_id"] in caplog.text
+
+
+def test_a_client_address_that_is_no_address_is_not_kept(make_app, clock, db):
+    # Behind PROXY_FIX_X_FOR the address is what X-Forwarded-For said: any text (review).
+    client = make_app(PROXY_FIX_X_FOR=1).test_client()
+    auth = AuthActions(client, clock)
+    auth.register("alice")
+    body = {"username": "alice", "password": PASSWORD, "otp": auth.code("alice")}
+    response = client.post("/login", json=body, headers={"X-Forwarded-For": "caf\u00e9, nope"})
+    assert response.status_code == 200, response.json
+    assert sql(db, "SELECT client FROM sessions")[0]["client"] is None
+
+
 def test_requests_keep_a_session_from_going_idle(client, auth):
     login = log_in(auth)
     auth.clock.advance(500)

@@ -143,8 +143,9 @@ def delete_me():
 
     def delete(cursor):
         refuse_last_admin(cursor, g.user)
-        delete_account(cursor, g.user)
+        return delete_account(cursor, g.user)
 
-    reauthenticated(data, "password", delete, may_remove_admin=True)
+    ended = reauthenticated(data, "password", delete, may_remove_admin=True)
     audit("account_deleted", g.user["username"], by=g.user["username"])
+    audit_ended(g.user["username"], ended, "account_deleted")
     return {"message": "Account deleted."}

@@ -23,6 +23,7 @@ from secureapi.data.idempotency import purge_expired
 from secureapi.security.access_tokens import PURGE_AFTER_DAYS, purge_expired_tokens
 from secureapi.security.lockout import purge_stale_rows
 from secureapi.security.rate_limits import limiter
+from secureapi.security.sessions import purge_dead_sessions
 from secureapi.security.tokens import bearer_token_matches
 
 bp = Blueprint("operations", __name__)
@@ -155,11 +156,12 @@ def get_metrics():
 @with_appcontext
 def purge_command():
     """Delete stale rows: lockout rows untouched for LOGIN_FAILURES_TTL_SECONDS, expired
-    idempotency keys, and personal access tokens expired over 30 days ago."""
+    idempotency keys, dead sessions, and personal access tokens expired over 30 days ago."""
     removed = purge_stale_rows()
     ttl = current_app.config["LOGIN_FAILURES_TTL_SECONDS"]
     for table, count in removed.items():
         click.echo(f"Removed {count} {table} rows untouched for {ttl} seconds.")
     click.echo(f"Removed {purge_expired()} expired idempotency keys.")
+    click.echo(f"Removed {purge_dead_sessions()} sessions that went idle or past their age.")
     days = PURGE_AFTER_DAYS
     click.echo(f"Removed {purge_expired_tokens()} access tokens expired over {days} days ago.")

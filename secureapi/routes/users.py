@@ -121,11 +121,11 @@ def delete_user(user_id):
     def delete(cursor):
         user = locked_user(cursor, user_id)
         refuse_last_admin(cursor, user)
-        delete_account(cursor, user)
-        return user
+        return user, delete_account(cursor, user)
 
-    user = in_transaction(delete)
+    user, ended = in_transaction(delete)
     audit("account_deleted", g.user["username"], user=user["username"])
+    audit_ended(user["username"], ended, "account_deleted")
     return {"message": "User deleted"}
 
 

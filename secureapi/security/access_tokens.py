@@ -75,11 +75,14 @@ def create_token(cursor, user_id, name, scopes, days):
     (accounts.reauthenticated): so the cap and the name check cannot race another create."""
     config = current_app.config
     at = utc_datetime(int(now()))
+    # Names compare as the unique key does (the column's collation: case, accents and
+    # trailing spaces aside), so the database says whether one is taken.
     cursor.execute(
-        "SELECT name, expires_at FROM personal_access_tokens WHERE user_id = %s", (user_id,)
+        "SELECT name = %s AS same, expires_at FROM personal_access_tokens WHERE user_id = %s",
+        (name, user_id),
     )
     mine = cursor.fetchall()
-    if any(row["name"].casefold() == name.casefold() for row in mine):
+    if any(row["same"] for row in mine):
         raise Conflict("You already have a token of that name; choose another.")
     if sum(row["expires_at"] > at for row in mine) >= config["TOKENS_PER_USER"]:
         raise Conflict(
@@ -150,7 +153,16 @@ def holder(token, holder_columns):
     at = utc_datetime(int(now()))
     if user.pop("expires_at") <= at:
         return None, "expired"
-    last_used = user.pop("last_used_at")
+    user["scopes"] = frozenset().union(*(IMPLIED[scope] for scope in user["scopes"].split()))
+    user["session_id"] = None
+    return user, None
+
+
+def record_use(user):
+    """The owner's request with the token passed every check: note the use (the first in
+    the audit log; last_used_at at most once a minute)."""
+    at = utc_datetime(int(now()))
+    last_used = user["last_used_at"]
     if last_used is None:
         audit("token_first_used", user["username"], token_id=user["token_id"])
     if last_used is None or at - last_used >= timedelta(seconds=LAST_USED_EVERY_SECONDS):
@@ -158,9 +170,6 @@ def holder(token, holder_columns):
             "UPDATE personal_access_tokens SET last_used_at = %s WHERE id = %s",
             (at, user["token_id"]),
         )
-    user["scopes"] = frozenset().union(*(IMPLIED[scope] for scope in user["scopes"].split()))
-    user["session_id"] = None
-    return user, None
 
 
 def purge_expired_tokens():

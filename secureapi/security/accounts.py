@@ -12,6 +12,7 @@ from secureapi.data.database import in_transaction, utc_iso
 from secureapi.security.audit import audit
 from secureapi.security.lockout import claim_attempt, give_back_attempt, refuse, unlock
 from secureapi.security.passwords import check_password, hash_password
+from secureapi.security.sessions import end_user_sessions
 from secureapi.security.tokens import ROLES, invalid_token, lock_token_holder
 from secureapi.security.two_factor import (
     encrypt_secret,
@@ -115,9 +116,12 @@ def refuse_last_admin(cursor, user):
 
 
 def delete_account(cursor, user):
-    """The user, their recovery codes (ON DELETE CASCADE) and lockout rows; products stay."""
+    """The user, their sessions, tokens, recovery codes (ON DELETE CASCADE) and lockout rows;
+    products stay. Returns the ids of the sessions that ended, for the audit log."""
+    ended = end_user_sessions(cursor, user["id"])
     cursor.execute("DELETE FROM users WHERE id = %s", (user["id"],))
     unlock(cursor, user["username"])
+    return ended
 
 
 def second_factor(data):

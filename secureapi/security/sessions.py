@@ -12,6 +12,7 @@ database work only); the caller writes the audit lines after it commits."""
 import functools
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from datetime import UTC, timedelta
@@ -60,7 +61,11 @@ def new_refresh_token(cursor, session_id, at):
 
 
 def client_address():
-    return (request.remote_addr or "")[:64] or None
+    """The client's address, if it is one (behind PROXY_FIX_X_FOR it is what a header said)."""
+    try:
+        return str(ipaddress.ip_address(request.remote_addr or ""))
+    except ValueError:
+        return None
 
 
 def user_agent():
@@ -141,7 +146,7 @@ def rotate(token):
             "UPDATE refresh_tokens JOIN sessions ON sessions.id = refresh_tokens.session_id"
             " SET refresh_tokens.spent_at = %s, sessions.last_used_at = %s"
             " WHERE refresh_tokens.digest = %s AND refresh_tokens.spent_at IS NULL"
-            " AND sessions.last_used_at >= %s AND sessions.created_at > %s",
+            " AND sessions.last_used_at > %s AND sessions.created_at > %s",
             (
                 at,
                 at,
@@ -168,7 +173,7 @@ def rotate(token):
             why = "disabled"
         elif session["spent_at"] is not None and not spent:
             why = "reused"
-        elif at - session["last_used_at"] > timedelta(seconds=config["SESSION_IDLE_SECONDS"]):
+        elif at - session["last_used_at"] >= timedelta(seconds=config["SESSION_IDLE_SECONDS"]):
             why = "idle"
         else:
             why = "expired"
@@ -188,17 +193,34 @@ def touch(session_id, last_used_at):
         )
 
 
+def purge_dead_sessions():
+    """Delete the sessions that went idle or past their age (with their refresh tokens);
+    how many went. A refresh would refuse them anyway; this keeps the tables small."""
+    condition, args = live(utc_datetime(seconds()))
+    return execute(f"DELETE FROM sessions WHERE NOT ({condition})", args)  # noqa: S608
+
+
 def audit_ended(username, session_ids, why):
     for session_id in session_ids:
         audit("session_ended", username, session_id=session_id, why=why)
 
 
+def live(at):
+    """The SQL condition (and its arguments) of a session neither idle nor past its age."""
+    config = current_app.config
+    return " last_used_at > %s AND created_at > %s", (
+        at - timedelta(seconds=config["SESSION_IDLE_SECONDS"]),
+        at - timedelta(seconds=config["SESSION_MAX_SECONDS"]),
+    )
+
+
 def user_sessions(user_id, current=None):
-    """The user's sessions as the API shows them, newest first."""
+    """The user's sessions that can still be used, as the API shows them, newest first."""
+    condition, args = live(utc_datetime(seconds()))
     rows = query(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = %s"  # noqa: S608
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND {condition}"  # noqa: S608
         " ORDER BY created_at DESC, id",
-        (user_id,),
+        (user_id, *args),
     )
     return [
         {

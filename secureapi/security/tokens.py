@@ -86,6 +86,8 @@ def token_required(role, scope=None):
             if ROLES.index(user["role"]) < needed:
                 audit("forbidden", user["username"], needed=role, role=user["role"])
                 raise InsufficientRole(role, user["role"])
+            if user["session_id"] is None:
+                access_tokens.record_use(user)
             g.user = user
             return view(**kwargs)
 
