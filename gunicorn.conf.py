@@ -23,6 +23,11 @@ keepalive = 5
 limit_request_line = 8190
 limit_request_fields = 50
 
+# No control socket: its default path ($HOME/.gunicorn/gunicorn.ctl) is shared by every
+# master of one user, so each start or stop would unlink another instance's; nothing here
+# uses gunicornc.
+control_socket_disable = True
+
 accesslog = "-"
 errorlog = "-"
 # %(U)s is the path without the query string, and no header is logged: neither an

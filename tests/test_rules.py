@@ -14,7 +14,7 @@ from secureapi.data import search, words
 from secureapi.security.passwords import check_password, hash_password, validate_new_password
 from secureapi.security.two_factor import TOTP_STEP_SECONDS, matching_otp_step
 from secureapi.web import conditional
-from tests.support import PASSWORD, Clock, app_config
+from tests.support import PASSWORD, ROOT, Clock, app_config
 
 pytestmark = pytest.mark.unit
 
@@ -122,6 +122,8 @@ def search_of(app, query):
         ("max_price=100000000", "'max_price' must be a number"),
         ("in_stock=yes", "'in_stock' must be true or false"),
         ("updated_since=yesterday", "ISO 8601"),
+        # December's review: this overflowed into "since the beginning", every product.
+        ("updated_since=9999-12-31T23:59:59-01:00", "past the last time"),
         ("limit=0", "'limit' must be an integer from 1 to 1000"),
         ("after=5&sort=name", "'after' pages sort=id only"),
         ("cursor=abc", "'cursor' is not valid"),
@@ -178,6 +180,8 @@ def test_a_cursor_keeps_a_timestamp_exactly(app):
         ("        ", "only whitespace"),
         ("alice-in-wonderland-1", "must not contain the username"),
         ("password1", "too easy to guess"),
+        ("SecureAPI123", "too easy to guess"),  # the product's own name (December's review)
+        ("secureapi2026!", "too easy to guess"),
     ],
 )
 def test_weak_passwords_are_refused_with_a_reason(password, message):
@@ -240,3 +244,11 @@ def test_a_window_of_zero_takes_only_the_current_step(clock):
 def test_unsafe_settings_stop_the_app_from_starting(setting, message):
     with pytest.raises(RuntimeError, match=message):
         create_app(app_config("unused", **setting))
+
+
+def test_gunicorn_runs_without_a_shared_control_socket():
+    # December's review: every master of one user shared ~/.gunicorn/gunicorn.ctl, and each
+    # start or stop unlinked the others'.
+    settings = {}
+    exec((ROOT / "gunicorn.conf.py").read_text(), settings)  # noqa: S102 (our own config)
+    assert settings["control_socket_disable"] is True

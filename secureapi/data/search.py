@@ -157,8 +157,12 @@ def validate_updated_since(value, name):
     if moment.tzinfo is not None:  # without an offset it is UTC, like every time here
         try:
             moment = moment.astimezone(UTC).replace(tzinfo=None)
-        except OverflowError:  # 0001-01-01T00:00:00+01:00
-            moment = datetime.min
+        except OverflowError:
+            if moment.year > 1:  # 9999-12-31T23:59:59-01:00: past every DATETIME
+                raise ValidationError(
+                    "'updated_since' is past the last time the API can store (9999-12-31)."
+                ) from None
+            moment = datetime.min  # 0001-01-01T00:00:00+01:00: before every product
     # DATETIME starts at year 1000: anything earlier asks for every product.
     return max(moment, datetime(1000, 1, 1))
 

@@ -15,6 +15,7 @@ from secureapi.core.refusals import ValidationError
 from secureapi.core.validation import has_control_characters
 
 MAX_PASSWORD_CHARACTERS = 256
+PRODUCT_NAME = "SecureAPI"
 # bcrypt sees at most 72 bytes: hash the password first (base64 of SHA-256 is 44 bytes, no
 # NUL), and mark such hashes, so v1's plain bcrypt hashes are still told apart.
 PREHASHED = "sha256$"
@@ -32,7 +33,9 @@ def validate_new_password(password, field="password", username=None):
     if username and username.lower() in password.lower():
         raise ValidationError(f"'{field}' must not contain the username.")
     # zxcvbn's estimator (not only its word list), on what it can read: the first 72.
-    estimate = zxcvbn.zxcvbn(password[:72], user_inputs=[username] if username else [])
+    # The product's own name counts as a guess too: "SecureAPI123" is the first one tried.
+    guesses = [PRODUCT_NAME, *([username] if username else [])]
+    estimate = zxcvbn.zxcvbn(password[:72], user_inputs=guesses)
     if estimate["score"] < 3:
         feedback = estimate["feedback"]
         hints = " ".join(filter(None, [feedback["warning"], *feedback["suggestions"]]))
