@@ -149,6 +149,23 @@ def test_routes_limits_still_apply_without_the_hooks():
     assert statuses == [400] * 5 + [429]
 
 
+def test_rate_limits_count_an_ipv6_64_as_one_client():
+    # December's review: per address, one host rotated through its /64 and was never limited.
+    app = create_app(
+        app_config("unused", RATELIMIT_ENABLED=True, RATELIMIT_KEY_PREFIX=f"v6{id(object())}")
+    )
+    client = app.test_client()
+    statuses = [
+        client.post(
+            "/register", json={}, environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{n:x}"}
+        ).status_code
+        for n in range(6)
+    ]
+    assert statuses == [400] * 5 + [429]
+    other = client.post("/register", json={}, environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"})
+    assert other.status_code == 400  # another /64 is another client
+
+
 def test_versions_agree():
     document = yaml.safe_load((ROOT / "openapi.yaml").read_text())
     assert document["info"]["version"] == secureapi.__version__

@@ -7,10 +7,10 @@ import time
 
 from flask import request
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 from secureapi.core import metrics
 from secureapi.security.audit import audit
+from secureapi.security.lockout import client_key
 
 
 def audit_rate_limited(limit):
@@ -18,7 +18,9 @@ def audit_rate_limited(limit):
     metrics.RATE_LIMITED.labels(request.endpoint).inc()
 
 
-limiter = Limiter(get_remote_address, on_breach=audit_rate_limited)
+# Per client as the lockout counts clients: an IPv6 /64, which one subscriber usually holds
+# whole, is one client (December's review: one host could rotate through 2**64 addresses).
+limiter = Limiter(client_key, on_breach=audit_rate_limited)
 
 
 def skip_unlimited_routes(app):
