@@ -68,7 +68,7 @@ def create_app(test_config=None):
     if app.config["PROXY_FIX_X_FOR"]:
         # Trust X-Forwarded-For only as far as the operator says proxies add to it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
-    init_audit_log()
+    init_audit_log(app)
 
     app.url_map.converters["id"] = IdConverter
     # "//" would be a 308 redirect built from the client's Host header: a 404 instead.

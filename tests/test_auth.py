@@ -343,6 +343,20 @@ def test_token_opens_product_routes(client, auth):
     assert client.get("/products", headers=auth.headers()).status_code == 200
 
 
+def test_a_flood_of_bad_tokens_writes_one_audit_line_a_minute(client, clock, caplog):
+    # December's review: each bad token wrote a line (2,244 in the review): a log flood.
+    with caplog.at_level(logging.INFO, logger="secureapi.audit"):
+        for n in range(50):
+            assert client.get("/products", headers=bearer(f"bad{n}")).status_code == 401
+        clock.advance(61)
+        client.get("/products", headers=bearer("bad-again"))
+        client.get("/products")  # another reason: a line of its own
+    lines = [r.getMessage() for r in caplog.records if '"token_refused"' in r.getMessage()]
+    assert len(lines) == 3
+    assert '"repeated"' not in lines[0] and '"repeated": 49' in lines[1]
+    assert '"reason": "missing"' in lines[2]
+
+
 def test_missing_token_is_401_with_challenge(client):
     response = client.get("/products")
     assert response.status_code == 401

@@ -16,6 +16,7 @@ from flask import Blueprint, abort, current_app
 from flask.cli import with_appcontext
 from limits.storage import storage_from_string
 
+from config import now
 from secureapi.core import metrics
 from secureapi.core.refusals import Unavailable
 from secureapi.data.database import init_command, tls_options
@@ -31,24 +32,32 @@ log = logging.getLogger(__name__)
 
 # How long /readyz waits for its checks: a database slower than this cannot serve either.
 READINESS_SECONDS = 1.0
+# How long a check's result answers this worker's probes (by the app's clock).
+FRESH_SECONDS = 1.0
 
 
 class Check:
     """One dependency's check, run in a thread of its own so that the probe can stop
     waiting after READINESS_SECONDS even where a client library cannot (a frozen server:
     the MySQL client tries a read up to three times). Probes that come while a check is
-    still running wait for that one: a hung dependency costs one thread, not one per probe.
-    The server log says why a check fails, once per outage (not once per probe)."""
+    still running wait for that one: a hung dependency costs one thread, not one per probe;
+    and the result of a check started less than FRESH_SECONDS ago answers the next probes
+    (December review: 300 probes were 301 new database connections). The server log says
+    why a check fails, once per outage (not once per probe)."""
 
     def __init__(self, name):
         self.name = name
         self.lock = threading.Lock()
         self.running = None
+        self.started_at = None
         self.failing = False
 
-    def start(self, run):
+    def start(self, run, at):
+        """The check's result to come: the last one if it is fresh or still running."""
         with self.lock:
-            if self.running is None or self.running.done():
+            fresh = self.started_at is not None and at - self.started_at < FRESH_SECONDS
+            if self.running is None or (self.running.done() and not fresh):
+                self.started_at = at
                 self.running = Future()
                 threading.Thread(target=self.finish, args=(self.running, run), daemon=True).start()
             return self.running
@@ -131,7 +140,8 @@ def healthz():
 def readyz():
     checks = current_app.extensions["readiness_checks"]
     running = {
-        name: checks[name].start(run) for name, run in readiness_checks(current_app.config).items()
+        name: checks[name].start(run, now())
+        for name, run in readiness_checks(current_app.config).items()
     }
     wait(running.values(), timeout=READINESS_SECONDS)  # all at once: one second in all
     down = [name for name, future in running.items() if not (future.done() and future.result())]

@@ -20,7 +20,8 @@ from secureapi.core.refusals import (
 )
 from secureapi.data.database import query
 from secureapi.security import access_tokens
-from secureapi.security.audit import audit
+from secureapi.security.audit import audit, audit_once_a_minute
+from secureapi.security.lockout import client_key
 from secureapi.security.sessions import SESSION_ID, touch
 
 # Each role may do what the ones before it may.
@@ -63,8 +64,10 @@ def issue_token(user_id, session_id, session_ends):
 
 
 def invalid_token(reason, username=None):
-    """The refusal to raise for a token that does not (or no longer) let its holder in."""
-    audit("token_refused", username, reason=reason)
+    """The refusal to raise for a token that does not (or no longer) let its holder in: one
+    audit line per client, reason and user a minute (with a count of the rest)."""
+    key = ("token_refused", client_key(), reason, username)
+    audit_once_a_minute(key, "token_refused", username, reason=reason)
     return InvalidToken()
 
 
@@ -100,7 +103,8 @@ def token_holder():
     """The token holder's users row and session; else raises the 401."""
     header = request.headers.get("Authorization")
     if not header:
-        audit("token_refused", None, reason="missing")
+        key = ("token_refused", client_key(), "missing")
+        audit_once_a_minute(key, "token_refused", None, reason="missing")
         raise MissingToken()
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token or " " in token:
