@@ -97,6 +97,7 @@ def create_app(test_config=None):
     app.cli.add_command(rotate_totp_keys_command)
     app.cli.add_command(users.create_user_command)
     app.cli.add_command(users.set_role_command)
+    app.cli.add_command(users.unlock_command)
     app.cli.add_command(operations.purge_command)
     app.cli.add_command(words.reindex_words_command)
     return app

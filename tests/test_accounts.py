@@ -745,3 +745,28 @@ def test_create_user_refuses_a_password_that_is_not_utf8(runner, db):
     result = runner.invoke(args=["create-user", "dan"], input=b"\xff\xfe not utf-8\n")
     assert result.exit_code != 0 and "UTF-8" in result.output
     assert sql(db, "SELECT COUNT(*) AS n FROM users")[0]["n"] == 0
+
+
+def test_an_admin_cannot_delete_themselves_through_users(client, auth, db):
+    # December review: the admin's token alone deleted the admin; DELETE /me asks for both
+    # factors.
+    auth.create_user("boss", "admin")
+    auth.create_user("second", "admin")
+    headers = auth.headers("boss")
+    boss = sql(db, "SELECT id FROM users WHERE username = 'boss'")[0]["id"]
+    response = client.delete(f"/users/{boss}", headers=headers)
+    assert response.status_code == 409
+    assert "DELETE /me" in response.json["message"]
+    assert sql(db, "SELECT COUNT(*) AS n FROM users WHERE username = 'boss'")[0]["n"] == 1
+
+
+def test_the_cli_unlocks_a_hard_locked_account(client, auth, runner, db):
+    auth.register("alice")
+    sql(db, "INSERT INTO login_failures (username, failures, locked, updated_at)"
+            " VALUES ('alice', 100, TRUE, 0)")  # fmt: skip
+    assert auth.login("alice").status_code == 403
+    result = runner.invoke(args=["unlock", "alice"])
+    assert result.exit_code == 0 and "alice is unlocked." in result.output
+    assert auth.login("alice").status_code == 200
+    missing = runner.invoke(args=["unlock", "nobody"])
+    assert missing.exit_code == 1 and "No user is called 'nobody'" in missing.output

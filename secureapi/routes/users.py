@@ -117,6 +117,10 @@ def update_user(user_id):
 @bp.delete("/users/<id:user_id>")
 @token_required("admin")
 def delete_user(user_id):
+    # December review: an admin's token alone deleted the admin's own account; DELETE /me
+    # asks for the password and a second factor first.
+    if user_id == g.user["id"]:
+        raise Conflict("Delete your own account with DELETE /me (password and second factor).")
 
     def delete(cursor):
         user = locked_user(cursor, user_id)
@@ -233,6 +237,18 @@ def create_user_command(username, role, as_json):
     click.echo(picture.getvalue())
     click.echo("Recovery codes (each works once; keep them offline):")
     click.echo("\n".join(codes))
+
+
+@click.command("unlock")
+@click.argument("username")
+@with_appcontext
+def unlock_command(username):
+    """End a user's hard lock and every client's lockout of the account."""
+    if not query("SELECT id FROM users WHERE username = %s", (username,)):
+        raise click.ClickException(f"No user is called {username!r}.")
+    in_transaction(unlock, username)
+    audit("account_unlocked", None, user=username, by="cli")
+    click.echo(f"{username} is unlocked.")
 
 
 @click.command("set-role")
