@@ -7,8 +7,6 @@ configured cost across as many processes as gunicorn has workers: the login floo
 prints a table with ratios and appends the results to bench/results/results.jsonl.
 """
 
-import hashlib
-import hmac
 import json
 import multiprocessing
 import os
@@ -30,13 +28,15 @@ import pyotp
 from cryptography.fernet import Fernet
 
 from config import Config
+from secureapi.core.keys import keyed_digest
 from secureapi.data.database import init_db
 from secureapi.data.search import SORT_COLUMNS, Search, cursor_key, make_cursor
 from secureapi.data.words import prefixes
+from secureapi.security.access_tokens import DIGEST_PURPOSE as PAT_PURPOSE
 from secureapi.security.access_tokens import PREFIX as PAT_PREFIX
-from secureapi.security.access_tokens import digest_key as pat_digest_key
 from secureapi.security.passwords import PREHASHED, prehash
-from secureapi.security.sessions import REFRESH_TOKEN_PREFIX, digest_key
+from secureapi.security.sessions import DIGEST_PURPOSE as REFRESH_PURPOSE
+from secureapi.security.sessions import REFRESH_TOKEN_PREFIX
 
 DATABASE = "secure_api_bench"
 PORT = int(os.environ.get("BENCH_PORT", "5099"))
@@ -258,7 +258,6 @@ def run_refresh(cursor, secret_key):
     count = SECONDS * REFRESH_TOKENS_PER_SECOND
     cursor.execute("SELECT id FROM users ORDER BY id LIMIT 1")
     (user_id,) = cursor.fetchone()
-    key = digest_key(secret_key)
     tokens = [REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32) for _ in range(count)]
     sessions = [secrets.token_urlsafe(16) for _ in range(count)]
     cursor.executemany(
@@ -270,7 +269,7 @@ def run_refresh(cursor, secret_key):
         "INSERT INTO refresh_tokens (digest, session_id, created_at)"
         " VALUES (%s, %s, UTC_TIMESTAMP())",
         [
-            (hmac.new(key, token.encode(), hashlib.sha256).hexdigest(), session)
+            (keyed_digest(secret_key, REFRESH_PURPOSE, token), session)
             for token, session in zip(tokens, sessions, strict=True)
         ],
     )
@@ -291,7 +290,7 @@ def seed_access_token(cursor, secret_key):
     (user_id,) = cursor.fetchone()
     token_id = secrets.token_urlsafe(12)
     token = PAT_PREFIX + token_id + secrets.token_urlsafe(32)
-    digest = hmac.new(pat_digest_key(secret_key), token.encode(), hashlib.sha256).hexdigest()
+    digest = keyed_digest(secret_key, PAT_PURPOSE, token)
     cursor.execute(
         "INSERT INTO personal_access_tokens (id, user_id, name, scopes, digest, created_at,"
         " expires_at) VALUES (%s, %s, 'bench', 'products:read', %s, UTC_TIMESTAMP(),"

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 import MySQLdb
 from flask import current_app, request
 
+from secureapi.core.keys import derived_key
 from secureapi.core.refusals import ValidationError
 from secureapi.core.validation import MAX_PRICE, validate_cursor, validate_limit
 from secureapi.data.database import query
@@ -171,8 +172,7 @@ def validate_updated_since(value, name):
 
 
 def cursor_key(secret_key):
-    # Derived, not SECRET_KEY itself: a cursor can never pass for a JWT signature.
-    return hmac.new(secret_key.encode(), CURSOR_PURPOSE, hashlib.sha256).digest()
+    return derived_key(secret_key, CURSOR_PURPOSE)
 
 
 def make_cursor(search, row, key=None):

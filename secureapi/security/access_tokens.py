@@ -6,8 +6,6 @@ applies at once. A token is `sapi_pat_`, its id and 256 random bits; only an HMA
 it is stored, and it is shown once, when it is created. A password change or a 2FA reset
 does not end PATs (scripts keep working; the owner ends them here)."""
 
-import functools
-import hashlib
 import hmac
 import re
 import secrets
@@ -16,6 +14,7 @@ from datetime import timedelta
 from flask import current_app
 
 from config import now
+from secureapi.core.keys import keyed_digest
 from secureapi.core.refusals import Conflict, ValidationError
 from secureapi.core.validation import has_control_characters, text
 from secureapi.data.database import execute, query, utc_datetime, utc_iso
@@ -23,6 +22,7 @@ from secureapi.security.audit import audit
 
 PREFIX = "sapi_pat_"  # noqa: S105 (a prefix, recognisable in a leak or a scanner)
 TOKEN = re.compile(r"sapi_pat_([A-Za-z0-9_-]{16})[A-Za-z0-9_-]{43}")
+DIGEST_PURPOSE = b"SecureAPI personal access token v1"
 TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 READ, WRITE = "products:read", "products:write"
 SCOPES = (READ, WRITE)
@@ -35,17 +35,9 @@ PURGE_AFTER_DAYS = 30
 COLUMNS = "id, name, scopes, created_at, expires_at, last_used_at"
 
 
-@functools.lru_cache(maxsize=4)
-def digest_key(secret_key):
-    # Derived, not SECRET_KEY itself, and not the refresh tokens' key.
-    return hmac.new(
-        secret_key.encode(), b"SecureAPI personal access token v1", hashlib.sha256
-    ).digest()
-
-
 def token_digest(token):
-    key = digest_key(current_app.config["SECRET_KEY"])
-    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
+    """What is stored of a token: a leaked digest is no token."""
+    return keyed_digest(current_app.config["SECRET_KEY"], DIGEST_PURPOSE, token)
 
 
 def validate_new_token(data):

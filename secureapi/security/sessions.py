@@ -9,9 +9,6 @@ once, on every instance.
 Functions that take a cursor work inside the caller's transaction (which may run twice:
 database work only); the caller writes the audit lines after it commits."""
 
-import functools
-import hashlib
-import hmac
 import ipaddress
 import re
 import secrets
@@ -20,11 +17,13 @@ from datetime import UTC, timedelta
 from flask import current_app, request
 
 from config import now
+from secureapi.core.keys import keyed_digest
 from secureapi.data.database import execute, in_transaction, query, utc_datetime, utc_iso
 from secureapi.security.audit import audit
 
 REFRESH_TOKEN_PREFIX = "sapi_rt_"  # noqa: S105 (a prefix, recognisable in a leak or a scanner)
 REFRESH_TOKEN = re.compile(r"sapi_rt_[A-Za-z0-9_-]{43}")  # 256 random bits
+DIGEST_PURPOSE = b"SecureAPI refresh token v1"
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # 128 random bits
 # last_used_at is written by reads at most this often per session: a write per request
 # would double the cost of the hottest path for a figure nobody needs to the second.
@@ -38,17 +37,9 @@ def seconds():
     return int(now())
 
 
-@functools.lru_cache(maxsize=4)
-def digest_key(secret_key):
-    # Derived, not SECRET_KEY itself: a digest can never pass for a JWT signature.
-    return hmac.new(secret_key.encode(), b"SecureAPI refresh token v1", hashlib.sha256).digest()
-
-
 def refresh_digest(token):
-    """HMAC-SHA256 of a refresh token: without the key, a copy of the database tests no
-    guess, and a leaked digest is no token."""
-    key = digest_key(current_app.config["SECRET_KEY"])
-    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
+    """What is stored of a refresh token: a leaked digest is no token."""
+    return keyed_digest(current_app.config["SECRET_KEY"], DIGEST_PURPOSE, token)
 
 
 def new_refresh_token(cursor, session_id, at):
