@@ -171,15 +171,24 @@ def test_deleting_an_account_logs_each_session_it_ends(client, auth, caplog):
     assert laptop["session_id"] in caplog.text and phone["session_id"] in caplog.text
 
 
-def test_a_client_address_that_is_no_address_is_not_kept(make_app, clock, db):
-    # Behind PROXY_FIX_X_FOR the address is what X-Forwarded-For said: any text (review).
+@pytest.mark.parametrize(
+    ("forwarded", "kept"),
+    [
+        ("caf\u00e9, nope", None),
+        ("fe80::1%" + "\u00e9" * 80, "fe80::1"),
+        ("::ffff:1.2.3.4", "::ffff:102:304"),
+    ],
+)
+def test_a_client_address_is_kept_only_as_an_address(make_app, clock, db, forwarded, kept):
+    # Behind PROXY_FIX_X_FOR the address is what X-Forwarded-For said: any text (review),
+    # an IPv6 zone of any length included.
     client = make_app(PROXY_FIX_X_FOR=1).test_client()
     auth = AuthActions(client, clock)
     auth.register("alice")
     body = {"username": "alice", "password": PASSWORD, "otp": auth.code("alice")}
-    response = client.post("/login", json=body, headers={"X-Forwarded-For": "caf\u00e9, nope"})
+    response = client.post("/login", json=body, headers={"X-Forwarded-For": forwarded})
     assert response.status_code == 200, response.json
-    assert sql(db, "SELECT client FROM sessions")[0]["client"] is None
+    assert sql(db, "SELECT client FROM sessions")[0]["client"] == kept
 
 
 def test_requests_keep_a_session_from_going_idle(client, auth):

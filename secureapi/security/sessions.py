@@ -54,9 +54,11 @@ def new_refresh_token(cursor, session_id, at):
 def client_address():
     """The client's address, if it is one (behind PROXY_FIX_X_FOR it is what a header said)."""
     try:
-        return str(ipaddress.ip_address(request.remote_addr or ""))
+        address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
         return None
+    # Without an IPv6 zone ("%eth0"): any text, meaningless for a remote client.
+    return str(address).partition("%")[0]
 
 
 def user_agent():
