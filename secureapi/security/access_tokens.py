@@ -16,7 +16,7 @@ from flask import current_app
 from config import now
 from secureapi.core.keys import keyed_digest
 from secureapi.core.refusals import Conflict, ValidationError
-from secureapi.core.validation import has_control_characters, text
+from secureapi.core.validation import has_control_characters, require_text
 from secureapi.data.database import execute, query, utc_datetime, utc_iso
 from secureapi.security.audit import audit
 
@@ -42,9 +42,7 @@ def token_digest(token):
 
 def validate_new_token(data):
     """(name, scopes, expires_in_days) of a POST /me/tokens body."""
-    name = text(data.get("name"), "name") if data.get("name") is not None else None
-    if name is None:
-        raise ValidationError("'name' is required.")
+    name = require_text(data, "name")
     if not 1 <= len(name) <= NAME_CHARACTERS or not name.strip():
         raise ValidationError(f"'name' must be 1 to {NAME_CHARACTERS} characters, not blank.")
     if has_control_characters(name):
